@@ -1,0 +1,119 @@
+//! The `mailbrake` binary: parse the command line, run, map the outcome to an exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+use mailbrake::cli::{Cli, Command, Exit, ServeArgs};
+use mailbrake::config::{Config, LogFormat};
+use mailbrake::server::Server;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        other => mailbrake::cli::run_client(other).into(),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailbrake: {e:#}");
+            return Exit::Usage.into();
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailbrake: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = Server::start(config).await?;
+        let app = server.app.clone();
+        tokio::spawn(async move { signals(app).await });
+        server.wait().await;
+        anyhow::Ok(())
+    });
+    // Sessions still open after the grace period are dropped with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "mailbrake cannot start");
+            eprintln!("mailbrake: {e:#}");
+            Exit::Usage.into()
+        }
+    }
+}
+
+/// The configuration file (if any) with the command-line flags applied on top.
+fn build_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut c = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        c.server.listen = args.listen.clone();
+    }
+    if let Some(u) = &args.upstream {
+        c.upstream.url = Some(u.clone());
+    }
+    if let Some(d) = &args.data_dir {
+        c.server.data_dir = d.clone();
+    }
+    if let Some(p) = &args.policies {
+        c.server.policies = Some(p.clone());
+    }
+    if let Some(a) = args.admin_listen {
+        c.admin.listen = a;
+    }
+    if let Some(a) = args.metrics_listen {
+        c.metrics.listen = a;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        c.tls.cert = Some(cert.clone());
+        c.tls.key = Some(key.clone());
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("MAILBRAKE_LOG").unwrap_or_else(|_| config.log.level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// SIGTERM / SIGINT start the graceful shutdown; SIGHUP reloads the policy.
+async fn signals(app: std::sync::Arc<mailbrake::server::App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match app.reload_policy() {
+                Ok(()) => tracing::info!("policy reloaded (SIGHUP)"),
+                Err(e) => tracing::error!(error = %e, "policy reload failed; the old policy stays"),
+            },
+        }
+    }
+    tracing::info!("shutting down: no new connections; sessions in DATA may finish");
+    app.shutdown.cancel();
+}

@@ -1,0 +1,274 @@
+//! Policies: `policies/*.toml` → typed thresholds, and findings → a [`Verdict`].
+//!
+//! All `*.toml` files of the policy directory are merged in file-name order (a later file
+//! overrides the keys it names), so operators keep the shipped `default.toml` and put their
+//! changes in, say, `local.toml`. Unknown keys are errors.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::verdict::{Action, Decision, Finding, HoldReason, Verdict};
+
+/// The policy compiled into the binary (the shipped `policies/default.toml`).
+pub const BUILTIN_DEFAULT: &str = include_str!("../policies/default.toml");
+
+/// Enforce the verdicts, or only observe them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Decide, log and count, but forward everything (for a safe roll-out).
+    Monitor,
+}
+
+/// A whole policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub mode: Mode,
+    /// The organisation's own domains (and their subdomains); everything else is external.
+    #[serde(default)]
+    pub internal_domains: Vec<String>,
+    pub recipients: RecipientsRule,
+    pub visible_recipients: VisibleRule,
+}
+
+/// `[recipients]`: envelope recipients of one message (`too_many_recipients`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsRule {
+    /// Hold when a message has more envelope recipients than this.
+    pub max_envelope: usize,
+    /// Hold when the recipients span more distinct external domains than this.
+    pub max_external_domains: usize,
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// `[visible_recipients]`: addresses shown in To/Cc (`visible_recipients`, incident 2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisibleRule {
+    /// Hold when To + Cc show more external addresses than this.
+    pub max_external_addresses: usize,
+    /// Hold when To + Cc show more distinct external domains than this.
+    pub max_external_domains: usize,
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// Why a policy cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no *.toml policy file in {0}")]
+    Empty(PathBuf),
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+}
+
+impl Policy {
+    /// The policy compiled into the binary.
+    pub fn builtin() -> Result<Policy, PolicyError> {
+        Policy::from_tables(vec![(PathBuf::from("<builtin default.toml>"), BUILTIN_DEFAULT)])
+    }
+
+    /// Loads and merges every `*.toml` of `dir` in name order; `None` = the built-in policy.
+    pub fn load(dir: Option<&Path>) -> Result<Policy, PolicyError> {
+        let Some(dir) = dir else {
+            return Policy::builtin();
+        };
+        let read_dir = std::fs::read_dir(dir).map_err(|source| PolicyError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = read_dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PolicyError::Empty(dir.to_path_buf()));
+        }
+        let mut texts = Vec::new();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|source| PolicyError::Dir {
+                path: f.clone(),
+                source,
+            })?;
+            texts.push((f, text));
+        }
+        Policy::from_tables(texts.iter().map(|(p, t)| (p.clone(), t.as_str())).collect())
+    }
+
+    /// Parses policy text (one file).
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_tables(vec![(PathBuf::from("<policy>"), text)])
+    }
+
+    fn from_tables(files: Vec<(PathBuf, &str)>) -> Result<Policy, PolicyError> {
+        let mut merged = toml::Table::new();
+        for (path, text) in files {
+            let table: toml::Table = toml::from_str(text).map_err(|e| PolicyError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            merge(&mut merged, table);
+        }
+        let mut policy: Policy =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| PolicyError::Parse {
+                    path: PathBuf::from("<merged policy>"),
+                    message: e.to_string(),
+                })?;
+        policy.internal_domains = policy
+            .internal_domains
+            .iter()
+            .map(|d| crate::envelope::normalize_domain(d))
+            .collect();
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        if self.internal_domains.iter().any(|d| d.is_empty() || !d.contains('.')) {
+            return Err(PolicyError::Invalid(
+                "internal_domains: each entry must be a domain such as example.co.jp".into(),
+            ));
+        }
+        if self.recipients.max_envelope == 0 || self.visible_recipients.max_external_addresses == 0
+        {
+            return Err(PolicyError::Invalid(
+                "recipients.max_envelope and visible_recipients.max_external_addresses must be > 0"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Findings → verdict. The strongest action among the findings wins; in monitor mode
+    /// the message is forwarded whatever the policy decided.
+    pub fn decide(&self, findings: Vec<Finding>) -> Verdict {
+        let strongest = findings.iter().map(|f| f.action).max();
+        let policy_decision = match strongest {
+            Some(Action::Reject) => Decision::Reject,
+            Some(Action::Hold) => Decision::Hold,
+            Some(Action::Warn) | None => Decision::Forward,
+        };
+        let mut reasons: Vec<HoldReason> = findings
+            .iter()
+            .filter(|f| Some(f.action) == strongest && f.action != Action::Warn)
+            .map(|f| f.reason)
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        let monitor = self.mode == Mode::Monitor;
+        Verdict {
+            decision: if monitor {
+                Decision::Forward
+            } else {
+                policy_decision
+            },
+            policy_decision,
+            monitor,
+            reasons,
+            findings,
+        }
+    }
+}
+
+/// Deep merge: tables merge key by key, anything else is replaced.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(reason: HoldReason, action: Action) -> Finding {
+        Finding {
+            reason,
+            action,
+            summary: String::new(),
+            location: String::new(),
+            count: None,
+        }
+    }
+
+    #[test]
+    fn builtin_policy_loads() {
+        let p = Policy::builtin().unwrap();
+        assert_eq!(p.mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn strongest_action_wins() {
+        let p = Policy::builtin().unwrap();
+        let v = p.decide(vec![
+            finding(HoldReason::VisibleRecipients, Action::Hold),
+            finding(HoldReason::TooManyRecipients, Action::Warn),
+        ]);
+        assert_eq!(v.decision, Decision::Hold);
+        assert_eq!(v.reasons, vec![HoldReason::VisibleRecipients]);
+        let v = p.decide(vec![
+            finding(HoldReason::VisibleRecipients, Action::Hold),
+            finding(HoldReason::TooManyRecipients, Action::Reject),
+        ]);
+        assert_eq!(v.decision, Decision::Reject);
+        assert_eq!(v.reasons, vec![HoldReason::TooManyRecipients]);
+        assert_eq!(p.decide(vec![]).decision, Decision::Forward);
+    }
+
+    #[test]
+    fn monitor_mode_forwards() {
+        let mut p = Policy::builtin().unwrap();
+        p.mode = Mode::Monitor;
+        let v = p.decide(vec![finding(HoldReason::VisibleRecipients, Action::Hold)]);
+        assert_eq!(v.decision, Decision::Forward);
+        assert_eq!(v.policy_decision, Decision::Hold);
+        assert!(v.monitor);
+    }
+
+    #[test]
+    fn later_files_override_earlier_keys() {
+        let p = Policy::from_tables(vec![
+            (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+            (
+                PathBuf::from("b.toml"),
+                "mode = \"monitor\"\ninternal_domains = [\"Example.CO.JP\"]\n[recipients]\nmax_envelope = 7",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(p.mode, Mode::Monitor);
+        assert_eq!(p.recipients.max_envelope, 7);
+        assert_eq!(p.internal_domains, vec!["example.co.jp".to_string()]);
+        // Keys not named in b.toml keep their default.
+        assert!(p.recipients.max_external_domains > 0);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Policy::from_tables(vec![
+            (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+            (PathBuf::from("b.toml"), "[recipients]\nmax_envelop = 7"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("max_envelop"), "{err}");
+    }
+}
