@@ -343,9 +343,7 @@ impl ByteSize {
     /// Parses `"25MiB"`, `"10 MB"`, `"4096"`.
     pub fn parse(s: &str) -> Option<ByteSize> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: u64 = num.parse().ok()?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -488,7 +486,9 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, u) in self.auth.users.iter().enumerate() {
             if u.name.is_empty() || u.name.bytes().any(|b| b.is_ascii_control()) {
-                problems.push(format!("auth.users[{i}].name: empty or has control characters"));
+                problems.push(format!(
+                    "auth.users[{i}].name: empty or has control characters"
+                ));
             }
             if !names.insert(u.name.as_str()) {
                 problems.push(format!("auth.users[{i}].name: {:?} appears twice", u.name));
@@ -522,7 +522,10 @@ impl Config {
         if let Some(p) = &self.upstream.ca_file
             && !p.is_file()
         {
-            problems.push(format!("upstream.ca_file: {} is not a readable file", p.display()));
+            problems.push(format!(
+                "upstream.ca_file: {} is not a readable file",
+                p.display()
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -557,9 +560,17 @@ mod tests {
     fn empty_config_is_valid_and_safe() {
         let c = Config::parse("").unwrap();
         c.validate().unwrap();
-        assert_eq!(c.server.listen, vec![SocketAddr::from(([127, 0, 0, 1], 2525))]);
+        assert_eq!(
+            c.server.listen,
+            vec![SocketAddr::from(([127, 0, 0, 1], 2525))]
+        );
         assert!(c.upstream.url.is_none());
-        assert!(c.relay.allowed_networks.iter().all(|n| n.addr().is_loopback()));
+        assert!(
+            c.relay
+                .allowed_networks
+                .iter()
+                .all(|n| n.addr().is_loopback())
+        );
     }
 
     #[test]
@@ -591,7 +602,10 @@ mod tests {
         let ConfigError::Invalid(p) = c.validate().unwrap_err() else {
             panic!("expected Invalid")
         };
-        assert!(p.iter().any(|m| m.starts_with("server.tls_listen")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("server.tls_listen")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|m| m.starts_with("upstream.url")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("password_hash")), "{p:?}");
         assert!(p.iter().any(|m| m.starts_with("auth.users:")), "{p:?}");

@@ -4,8 +4,8 @@
 //! in a label. Each server owns its own registry, so several servers can run in one test.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::verdict::HoldReason;
@@ -257,8 +257,10 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing");
         }
-        assert!(text.contains(
-            "mailbrake_holds_total{mode=\"enforce\",reason=\"visible_recipients\"} 1"
-        ));
+        assert!(
+            text.contains(
+                "mailbrake_holds_total{mode=\"enforce\",reason=\"visible_recipients\"} 1"
+            )
+        );
     }
 }

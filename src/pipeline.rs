@@ -19,7 +19,12 @@ use crate::smtp::reply::{self, Reply};
 use crate::verdict::{Decision, HoldReason, Verdict};
 
 /// Inspects `message` off the async workers, within the inspection deadline.
-pub async fn inspect_bounded(app: &App, policy: Arc<Policy>, envelope: &Envelope, message: &Arc<Vec<u8>>) -> Report {
+pub async fn inspect_bounded(
+    app: &App,
+    policy: Arc<Policy>,
+    envelope: &Envelope,
+    message: &Arc<Vec<u8>>,
+) -> Report {
     let env = envelope.clone();
     let msg = Arc::clone(message);
     let started = Instant::now();
@@ -28,14 +33,19 @@ pub async fn inspect_bounded(app: &App, policy: Arc<Policy>, envelope: &Envelope
         Ok(Ok(r)) => r,
         Ok(Err(_)) => {
             tracing::error!("inspection failed (panic in an inspector); holding the message");
-            Report { findings: vec![inspect::uninspectable("the inspector failed")], ..Report::default() }
+            Report {
+                findings: vec![inspect::uninspectable("the inspector failed")],
+                ..Report::default()
+            }
         }
         Err(_) => Report {
             findings: vec![inspect::uninspectable("the inspection deadline passed")],
             ..Report::default()
         },
     };
-    app.metrics.inspect_duration_seconds.observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .inspect_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
     report
 }
 
@@ -51,7 +61,10 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         Decision::Forward => forward(app, &id, &envelope, &message, &verdict).await,
         Decision::Hold => hold(app, id, envelope, message, verdict, subject).await,
         Decision::Reject => {
-            app.metrics.messages_total.with_label_values(&["reject"]).inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["reject"])
+                .inc();
             tracing::info!(id = %id, verdict = "reject", reasons = ?names(&verdict.reasons),
                 rcpts = envelope.rcpt_to.len(), size = message.len(), "message rejected by policy");
             Reply::new(550, format!("5.7.1 {}", verdict.reject_text()))
@@ -69,37 +82,65 @@ fn count_decision(app: &App, v: &Verdict) {
     }
     let mode = if v.monitor { "monitor" } else { "enforce" };
     for r in &v.reasons {
-        app.metrics.holds_total.with_label_values(&[r.as_str(), mode]).inc();
+        app.metrics
+            .holds_total
+            .with_label_values(&[r.as_str(), mode])
+            .inc();
     }
 }
 
 async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &Verdict) -> Reply {
-    app.metrics.messages_total.with_label_values(&["forward"]).inc();
+    app.metrics
+        .messages_total
+        .with_label_values(&["forward"])
+        .inc();
     let started = Instant::now();
     let result = app.relay.deliver(id, env, message).await;
-    app.metrics.upstream_duration_seconds.observe(started.elapsed().as_secs_f64());
-    let monitor_reasons = if verdict.monitor { names(&verdict.reasons) } else { Vec::new() };
+    app.metrics
+        .upstream_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let monitor_reasons = if verdict.monitor {
+        names(&verdict.reasons)
+    } else {
+        Vec::new()
+    };
     match result {
         Ok(r) => {
-            app.metrics.upstream_requests_total.with_label_values(&["ok"]).inc();
+            app.metrics
+                .upstream_requests_total
+                .with_label_values(&["ok"])
+                .inc();
             tracing::info!(id = %id, verdict = "forward", monitor_would = ?monitor_reasons,
                 rcpts = env.rcpt_to.len(), size = message.len(), upstream = %r, "message forwarded");
             r
         }
         Err(DeliveryError::Temporary(r)) => {
-            app.metrics.upstream_requests_total.with_label_values(&["tempfail"]).inc();
+            app.metrics
+                .upstream_requests_total
+                .with_label_values(&["tempfail"])
+                .inc();
             tracing::warn!(id = %id, verdict = "forward", reply = %r, "upstream failed temporarily; client told to retry");
             r
         }
         Err(DeliveryError::Permanent(r)) => {
-            app.metrics.upstream_requests_total.with_label_values(&["permfail"]).inc();
+            app.metrics
+                .upstream_requests_total
+                .with_label_values(&["permfail"])
+                .inc();
             tracing::info!(id = %id, verdict = "forward", reply = %r, "upstream refused the message");
             r
         }
     }
 }
 
-async fn hold(app: &App, id: String, envelope: Envelope, message: Arc<Vec<u8>>, verdict: Verdict, subject: Option<String>) -> Reply {
+async fn hold(
+    app: &App,
+    id: String,
+    envelope: Envelope,
+    message: Arc<Vec<u8>>,
+    verdict: Verdict,
+    subject: Option<String>,
+) -> Reply {
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
     let meta = SpoolMeta {
@@ -113,12 +154,18 @@ async fn hold(app: &App, id: String, envelope: Envelope, message: Arc<Vec<u8>>, 
     };
     match app.quarantine.hold(meta, message).await {
         Ok(_) => {
-            app.metrics.messages_total.with_label_values(&["hold"]).inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["hold"])
+                .inc();
             tracing::info!(id = %id, verdict = "hold", reasons = ?names(&verdict.reasons), rcpts, size, "message held");
             Reply::new(250, format!("2.0.0 Ok: held as {id}"))
         }
         Err(e) => {
-            app.metrics.messages_total.with_label_values(&["tempfail"]).inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["tempfail"])
+                .inc();
             tracing::error!(id = %id, error = %e, "cannot store a held message; client told to retry");
             reply_from(reply::STORE_FAILED)
         }
@@ -150,31 +197,61 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
     let ticket = match app.quarantine.begin_release(id)? {
         Begin::Already(entry) => {
             let detail = entry.upstream_reply.clone().unwrap_or_default();
-            return Ok(ReleaseOutcome { entry, released: true, already: true, detail });
+            return Ok(ReleaseOutcome {
+                entry,
+                released: true,
+                already: true,
+                detail,
+            });
         }
         Begin::Ready(t) => t,
     };
     let env = ticket.meta.envelope.clone();
     let started = Instant::now();
     let result = app.relay.deliver(id, &env, &ticket.body).await;
-    app.metrics.upstream_duration_seconds.observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .upstream_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(r) => {
-            app.metrics.upstream_requests_total.with_label_values(&["ok"]).inc();
+            app.metrics
+                .upstream_requests_total
+                .with_label_values(&["ok"])
+                .inc();
             app.metrics.releases_total.with_label_values(&["ok"]).inc();
             let detail = r.to_string();
             let entry = app.quarantine.finish_release(ticket, &detail)?;
             tracing::info!(id = %id, upstream = %detail, "held message released");
-            Ok(ReleaseOutcome { entry, released: true, already: false, detail })
+            Ok(ReleaseOutcome {
+                entry,
+                released: true,
+                already: false,
+                detail,
+            })
         }
         Err(e) => {
-            let label = if matches!(e, DeliveryError::Temporary(_)) { "tempfail" } else { "permfail" };
-            app.metrics.upstream_requests_total.with_label_values(&[label]).inc();
-            app.metrics.releases_total.with_label_values(&["failed"]).inc();
+            let label = if matches!(e, DeliveryError::Temporary(_)) {
+                "tempfail"
+            } else {
+                "permfail"
+            };
+            app.metrics
+                .upstream_requests_total
+                .with_label_values(&[label])
+                .inc();
+            app.metrics
+                .releases_total
+                .with_label_values(&["failed"])
+                .inc();
             let detail = e.reply().to_string();
             let entry = app.quarantine.fail_release(ticket, &detail)?;
             tracing::warn!(id = %id, error = %detail, "release failed; the message stays held");
-            Ok(ReleaseOutcome { entry, released: false, already: false, detail })
+            Ok(ReleaseOutcome {
+                entry,
+                released: false,
+                already: false,
+                detail,
+            })
         }
     }
 }

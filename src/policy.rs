@@ -77,7 +77,10 @@ pub enum PolicyError {
 impl Policy {
     /// The policy compiled into the binary.
     pub fn builtin() -> Result<Policy, PolicyError> {
-        Policy::from_tables(vec![(PathBuf::from("<builtin default.toml>"), BUILTIN_DEFAULT)])
+        Policy::from_tables(vec![(
+            PathBuf::from("<builtin default.toml>"),
+            BUILTIN_DEFAULT,
+        )])
     }
 
     /// Loads and merges every `*.toml` of `dir` in name order; `None` = the built-in policy.
@@ -139,7 +142,11 @@ impl Policy {
     }
 
     fn validate(&self) -> Result<(), PolicyError> {
-        if self.internal_domains.iter().any(|d| d.is_empty() || !d.contains('.')) {
+        if self
+            .internal_domains
+            .iter()
+            .any(|d| d.is_empty() || !d.contains('.'))
+        {
             return Err(PolicyError::Invalid(
                 "internal_domains: each entry must be a domain such as example.co.jp".into(),
             ));

@@ -6,10 +6,10 @@
 //! bytes reach this module with every bare CR and LF already normalised by the DATA receiver.
 
 use lettre::address::{Address, Envelope as LettreEnvelope};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -51,7 +51,11 @@ impl UpstreamUrl {
             "smtps" => (UpstreamTls::Implicit, 465),
             "smtp" => (UpstreamTls::Opportunistic, 25),
             "smtp+plain" => (UpstreamTls::Plain, 25),
-            other => return Err(format!("unknown scheme {other:?}: use smtps, smtp or smtp+plain")),
+            other => {
+                return Err(format!(
+                    "unknown scheme {other:?}: use smtps, smtp or smtp+plain"
+                ));
+            }
         };
         let rest = rest.trim_end_matches('/');
         let (userinfo, hostport) = match rest.rsplit_once('@') {
@@ -67,7 +71,10 @@ impl UpstreamUrl {
             (h.to_string(), port)
         } else {
             match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("bad port {p:?}"))?),
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                ),
                 None => (hostport.to_string(), default_port),
             }
         };
@@ -81,7 +88,13 @@ impl UpstreamUrl {
             },
             None => (None, None),
         };
-        Ok(UpstreamUrl { tls, host, port, username, password })
+        Ok(UpstreamUrl {
+            tls,
+            host,
+            port,
+            username,
+            password,
+        })
     }
 }
 
@@ -92,7 +105,8 @@ fn percent_decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len() + 0
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(v);
             i += 3;
@@ -133,26 +147,39 @@ pub enum Relay {
 
 impl Relay {
     /// Builds the relay from the configuration.
-    pub fn new(cfg: &UpstreamConfig, hostname: &str, data_dir: &std::path::Path) -> Result<Relay, String> {
+    pub fn new(
+        cfg: &UpstreamConfig,
+        hostname: &str,
+        data_dir: &std::path::Path,
+    ) -> Result<Relay, String> {
         let Some(url) = &cfg.url else {
             let dir = data_dir.join("outbox");
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            return Ok(Relay::Outbox { dir, tmp: data_dir.join("spool").join("tmp") });
+            return Ok(Relay::Outbox {
+                dir,
+                tmp: data_dir.join("spool").join("tmp"),
+            });
         };
         let u = UpstreamUrl::parse(url)?;
         let mut params = TlsParameters::builder(u.host.clone());
         if let Some(ca) = &cfg.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
             let cert = Certificate::from_pem(&pem).map_err(|e| format!("upstream.ca_file: {e}"))?;
             params = params.add_root_certificate(cert);
         }
-        let params = params.build_rustls().map_err(|e| format!("upstream TLS: {e}"))?;
+        let params = params
+            .build_rustls()
+            .map_err(|e| format!("upstream TLS: {e}"))?;
         let tls = match u.tls {
             UpstreamTls::Implicit => Tls::Wrapper(params),
             UpstreamTls::Opportunistic => Tls::Opportunistic(params),
             UpstreamTls::Plain => Tls::None,
         };
-        let hello = cfg.hello_name.clone().unwrap_or_else(|| hostname.to_string());
+        let hello = cfg
+            .hello_name
+            .clone()
+            .unwrap_or_else(|| hostname.to_string());
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(u.host.clone())
             .port(u.port)
             .tls(tls)
@@ -177,7 +204,10 @@ impl Relay {
                 .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
         let label = format!("{}:{}", u.host, u.port);
-        Ok(Relay::Upstream { transport: b.build(), label })
+        Ok(Relay::Upstream {
+            transport: b.build(),
+            label,
+        })
     }
 
     /// A short description for logs (`host:port` or `outbox`), never with credentials.
@@ -189,11 +219,19 @@ impl Relay {
     }
 
     /// Delivers one message; `id` names it in the outbox and in logs.
-    pub async fn deliver(&self, id: &str, env: &Envelope, message: &[u8]) -> Result<Reply, DeliveryError> {
+    pub async fn deliver(
+        &self,
+        id: &str,
+        env: &Envelope,
+        message: &[u8],
+    ) -> Result<Reply, DeliveryError> {
         match self {
             Relay::Upstream { transport, .. } => {
                 let envelope = lettre_envelope(env)?;
-                match transport.send_raw(&envelope, message).await {
+                // lettre always writes `\r\n.\r\n` after the content, so the content's own
+                // final CRLF is left out here; otherwise every hop would add an empty line.
+                let content = message.strip_suffix(b"\r\n").unwrap_or(message);
+                match transport.send_raw(&envelope, content).await {
                     Ok(resp) => {
                         let code = resp.code().to_string().parse().unwrap_or(250);
                         Ok(Reply::multi(code, resp.message()))
@@ -213,12 +251,21 @@ impl Relay {
                 })
                 .await;
                 match result {
-                    Ok(Ok(id)) => Ok(Reply::new(250, format!("2.0.0 Ok: queued as {id} (outbox)"))),
+                    Ok(Ok(id)) => Ok(Reply::new(
+                        250,
+                        format!("2.0.0 Ok: queued as {id} (outbox)"),
+                    )),
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot write to the outbox");
-                        Err(DeliveryError::Temporary(Reply::new(451, "4.3.0 Error: cannot write to the outbox")))
+                        Err(DeliveryError::Temporary(Reply::new(
+                            451,
+                            "4.3.0 Error: cannot write to the outbox",
+                        )))
                     }
-                    Err(_) => Err(DeliveryError::Temporary(Reply::new(451, "4.3.0 Error: local error"))),
+                    Err(_) => Err(DeliveryError::Temporary(Reply::new(
+                        451,
+                        "4.3.0 Error: local error",
+                    ))),
                 }
             }
         }
@@ -237,7 +284,10 @@ fn outbox_header(env: &Envelope) -> String {
 
 fn lettre_envelope(env: &Envelope) -> Result<LettreEnvelope, DeliveryError> {
     let bad = |what: &str| {
-        DeliveryError::Permanent(Reply::new(553, format!("5.1.3 Error: {what} address cannot be relayed")))
+        DeliveryError::Permanent(Reply::new(
+            553,
+            format!("5.1.3 Error: {what} address cannot be relayed"),
+        ))
     };
     let from = if env.mail_from.is_empty() {
         None
@@ -269,23 +319,37 @@ fn map_error(e: &lettre::transport::smtp::Error) -> DeliveryError {
         return DeliveryError::Permanent(Reply::new(code, upstream_text(&text, "5.0.0")));
     }
     if e.is_client() && text.contains("SMTPUTF8") {
-        return DeliveryError::Permanent(Reply::new(553, "5.6.7 Error: the upstream does not accept non-ASCII addresses (SMTPUTF8)"));
+        return DeliveryError::Permanent(Reply::new(
+            553,
+            "5.6.7 Error: the upstream does not accept non-ASCII addresses (SMTPUTF8)",
+        ));
     }
     if e.is_client() && text.contains("8BITMIME") {
-        return DeliveryError::Permanent(Reply::new(554, "5.6.3 Error: the upstream does not accept 8-bit content (8BITMIME)"));
+        return DeliveryError::Permanent(Reply::new(
+            554,
+            "5.6.3 Error: the upstream does not accept 8-bit content (8BITMIME)",
+        ));
     }
     tracing::warn!(error = %e, "upstream delivery failed temporarily");
-    DeliveryError::Temporary(Reply::new(451, "4.4.1 Error: upstream temporarily unavailable, try again later"))
+    DeliveryError::Temporary(Reply::new(
+        451,
+        "4.4.1 Error: upstream temporarily unavailable, try again later",
+    ))
 }
 
 /// The upstream's text, with an enhanced code in front if it gave none.
 fn upstream_text(text: &str, default_esc: &str) -> String {
-    let starts_with_esc = text
-        .split(' ')
-        .next()
-        .is_some_and(|w| w.split('.').count() == 3 && w.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())));
+    let starts_with_esc = text.split(' ').next().is_some_and(|w| {
+        w.split('.').count() == 3
+            && w.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
     if starts_with_esc || text.is_empty() {
-        if text.is_empty() { format!("{default_esc} Error: refused by the upstream") } else { text.to_string() }
+        if text.is_empty() {
+            format!("{default_esc} Error: refused by the upstream")
+        } else {
+            text.to_string()
+        }
     } else {
         format!("{default_esc} {text}")
     }
@@ -303,9 +367,15 @@ mod tests {
         assert_eq!(u.username.as_deref(), Some("user"));
         assert_eq!(u.password.as_deref(), Some("p@ss"));
         let u = UpstreamUrl::parse("smtp://127.0.0.1:2526").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (UpstreamTls::Opportunistic, "127.0.0.1", 2526));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (UpstreamTls::Opportunistic, "127.0.0.1", 2526)
+        );
         let u = UpstreamUrl::parse("smtp+plain://[::1]:25").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port), (UpstreamTls::Plain, "::1", 25));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port),
+            (UpstreamTls::Plain, "::1", 25)
+        );
         assert!(UpstreamUrl::parse("http://x").is_err());
         assert!(UpstreamUrl::parse("smtp://:25").is_err());
         assert!(UpstreamUrl::parse("smtp://h:port").is_err());
@@ -314,7 +384,10 @@ mod tests {
 
     #[test]
     fn upstream_text_keeps_or_adds_the_enhanced_code() {
-        assert_eq!(upstream_text("5.1.1 no such user", "5.0.0"), "5.1.1 no such user");
+        assert_eq!(
+            upstream_text("5.1.1 no such user", "5.0.0"),
+            "5.1.1 no such user"
+        );
         assert_eq!(upstream_text("no such user", "5.0.0"), "5.0.0 no such user");
     }
 }

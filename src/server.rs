@@ -73,10 +73,17 @@ impl App {
     /// True when `ip` may relay without AUTH.
     pub fn may_relay(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
-        self.config.relay.allowed_networks.iter().any(|n| n.contains(&ip))
+        self.config
+            .relay
+            .allowed_networks
+            .iter()
+            .any(|n| n.contains(&ip))
     }
 
     /// Free bytes in the data directory's file system, measured at most once a second.
@@ -136,14 +143,22 @@ impl Server {
         let policy = Policy::load(policy_dir.as_deref())?;
         let data_dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
-        let admin_token = ensure_token(&data_dir).map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
+        let admin_token =
+            ensure_token(&data_dir).map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
         crate::metrics::register_process_metrics();
         let metrics = Arc::new(Metrics::new());
         let (quarantine, report) = Quarantine::open(&data_dir, Arc::clone(&metrics))?;
-        tracing::info!(held = report.held, reindexed = report.reindexed, dropped = report.dropped,
-            corrupt = report.corrupt, tmp_removed = report.tmp_removed, "quarantine reconciled");
+        tracing::info!(
+            held = report.held,
+            reindexed = report.reindexed,
+            dropped = report.dropped,
+            corrupt = report.corrupt,
+            tmp_removed = report.tmp_removed,
+            "quarantine reconciled"
+        );
         let hostname = config.server.hostname.clone();
-        let relay = Relay::new(&config.upstream, &hostname, &data_dir).map_err(StartError::Relay)?;
+        let relay =
+            Relay::new(&config.upstream, &hostname, &data_dir).map_err(StartError::Relay)?;
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(c), Some(k)) => Some(crate::smtp::tls::acceptor(c, k)?),
             _ => None,
@@ -167,7 +182,10 @@ impl Server {
             users: UserDb::new(&config.auth.users),
             auth_throttle: Throttle::new(config.auth.max_failures, config.auth.failure_window),
             tls,
-            limiter: Limiter::new(config.server.max_connections, config.server.max_connections_per_ip),
+            limiter: Limiter::new(
+                config.server.max_connections,
+                config.server.max_connections_per_ip,
+            ),
             shutdown: CancellationToken::new(),
             admin_token,
             free_space: AtomicU64::new(0),
@@ -187,13 +205,27 @@ impl Server {
             services: TaskTracker::new(),
         };
         for l in smtp {
-            server.services.spawn(accept_loop(Arc::clone(&app), l, false, server.sessions.clone()));
+            server.services.spawn(accept_loop(
+                Arc::clone(&app),
+                l,
+                false,
+                server.sessions.clone(),
+            ));
         }
         for l in implicit {
-            server.services.spawn(accept_loop(Arc::clone(&app), l, true, server.sessions.clone()));
+            server.services.spawn(accept_loop(
+                Arc::clone(&app),
+                l,
+                true,
+                server.sessions.clone(),
+            ));
         }
-        server.services.spawn(crate::admin::serve_api(Arc::clone(&app), admin));
-        server.services.spawn(crate::admin::serve_metrics(Arc::clone(&app), metrics_l));
+        server
+            .services
+            .spawn(crate::admin::serve_api(Arc::clone(&app), admin));
+        server
+            .services
+            .spawn(crate::admin::serve_metrics(Arc::clone(&app), metrics_l));
         server.services.spawn(housekeeping(Arc::clone(&app)));
         tracing::info!(smtp = ?server.smtp_addrs, smtps = ?server.tls_addrs, admin = %server.admin_addr,
             metrics = %server.metrics_addr, upstream = app.relay.label(), mode = ?app.policy().mode,
@@ -219,7 +251,10 @@ impl Server {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(open = self.sessions.len(), "grace period over; closing remaining sessions");
+            tracing::warn!(
+                open = self.sessions.len(),
+                "grace period over; closing remaining sessions"
+            );
         }
         let _ = self.app.quarantine.db().flush();
         tracing::info!("mailbrake stopped");
@@ -227,7 +262,9 @@ impl Server {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Bind(addr, e))
 }
 
 /// Reads the admin token, creating it (mode 0600) on first start.
@@ -246,14 +283,23 @@ fn ensure_token(data_dir: &Path) -> std::io::Result<String> {
     getrandom::fill(&mut raw).map_err(std::io::Error::other)?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     let _ = std::fs::remove_file(&path);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
     f.write_all(token.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
     Ok(token)
 }
 
-async fn accept_loop(app: Arc<App>, listener: TcpListener, implicit_tls: bool, sessions: TaskTracker) {
+async fn accept_loop(
+    app: Arc<App>,
+    listener: TcpListener,
+    implicit_tls: bool,
+    sessions: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
@@ -275,12 +321,21 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, implicit_tls: bool, s
     }
 }
 
-fn start_session(app: &Arc<App>, sock: TcpStream, peer: SocketAddr, implicit_tls: bool, sessions: &TaskTracker) {
+fn start_session(
+    app: &Arc<App>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    sessions: &TaskTracker,
+) {
     let _ = sock.set_nodelay(true);
     let permit = match app.limiter.try_acquire(peer.ip()) {
         Ok(p) => p,
         Err(refusal) => {
-            app.metrics.smtp_connections_rejected_total.with_label_values(&[refusal.as_str()]).inc();
+            app.metrics
+                .smtp_connections_rejected_total
+                .with_label_values(&[refusal.as_str()])
+                .inc();
             tracing::info!(peer = %peer, reason = refusal.as_str(), "connection refused: limit reached");
             sessions.spawn(refuse(sock, reply::TOO_MANY_CONNECTIONS));
             return;
@@ -292,7 +347,9 @@ fn start_session(app: &Arc<App>, sock: TcpStream, peer: SocketAddr, implicit_tls
         if implicit_tls {
             run_implicit_tls(Arc::clone(&app), peer, sock).await;
         } else {
-            Session::new(Arc::clone(&app), peer, Stream::Plain(sock)).run().await;
+            Session::new(Arc::clone(&app), peer, Stream::Plain(sock))
+                .run()
+                .await;
         }
         app.metrics.smtp_connections_active.dec();
         drop(permit);

@@ -35,10 +35,15 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn q_error(e: QuarantineError) -> Response {
     match &e {
         QuarantineError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
-        QuarantineError::NotHeld { .. } | QuarantineError::Busy(_) => error(StatusCode::CONFLICT, e.to_string()),
+        QuarantineError::NotHeld { .. } | QuarantineError::Busy(_) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         _ => {
             tracing::error!(error = %e, "admin request failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "storage error (see the server log)")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage error (see the server log)",
+            )
         }
     }
 }
@@ -47,7 +52,10 @@ fn check_id(id: &str) -> Result<(), Response> {
     if crate::ids::is_valid(id) {
         Ok(())
     } else {
-        Err(error(StatusCode::NOT_FOUND, format!("no message with id {}", id.escape_debug())))
+        Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no message with id {}", id.escape_debug()),
+        ))
     }
 }
 
@@ -77,17 +85,32 @@ async fn list(State(app): State<Arc<App>>, Query(q): Query<ListQuery>) -> Respon
         None | Some("all") => None,
         Some(s) => match QState::parse(s) {
             Some(s) => Some(s),
-            None => return error(StatusCode::BAD_REQUEST, "state must be held, released, deleted or all"),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "state must be held, released, deleted or all",
+                );
+            }
         },
     };
     let reason = match q.reason.as_deref() {
         None => None,
         Some(r) => match HoldReason::parse(r) {
             Some(r) => Some(r),
-            None => return error(StatusCode::BAD_REQUEST, format!("unknown reason {}", r.escape_debug())),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown reason {}", r.escape_debug()),
+                );
+            }
         },
     };
-    let filter = Filter { state, reason, sender: q.sender, limit: q.limit };
+    let filter = Filter {
+        state,
+        reason,
+        sender: q.sender,
+        limit: q.limit,
+    };
     let entries = tokio::task::spawn_blocking(move || app.quarantine.list(&filter)).await;
     match entries {
         Ok(e) => Json(json!({ "entries": e })).into_response(),
@@ -123,7 +146,11 @@ async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     }
     match crate::pipeline::release(&app, &id).await {
         Ok(outcome) => {
-            let status = if outcome.released { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
+            let status = if outcome.released {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
             (status, Json(outcome)).into_response()
         }
         Err(e) => q_error(e),
@@ -157,7 +184,10 @@ struct ResetBody {
 async fn breaker_reset(State(_app): State<Arc<App>>, Json(body): Json<ResetBody>) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        format!("no open brake for {} (no breakers yet)", body.sender.escape_debug()),
+        format!(
+            "no open brake for {} (no breakers yet)",
+            body.sender.escape_debug()
+        ),
     )
 }
 

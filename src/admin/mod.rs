@@ -33,7 +33,10 @@ use crate::server::App;
 /// The admin API router (token-protected).
 pub fn api_router(app: Arc<App>) -> Router {
     api::routes()
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), require_token))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            require_token,
+        ))
         .with_state(app)
 }
 
@@ -66,7 +69,12 @@ pub async fn serve_metrics(app: Arc<App>, listener: TcpListener) {
     }
 }
 
-async fn require_token(State(app): State<Arc<App>>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn require_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -88,11 +96,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
     let m = &app.metrics;
-    m.quarantine_messages.set(app.quarantine.held_count() as i64);
-    m.quarantine_oldest_message_age_seconds.set(app.quarantine.oldest_held_age() as i64);
-    m.spool_free_bytes.set(i64::try_from(app.free_space()).unwrap_or(i64::MAX));
+    m.quarantine_messages
+        .set(app.quarantine.held_count() as i64);
+    m.quarantine_oldest_message_age_seconds
+        .set(app.quarantine.oldest_held_age() as i64);
+    m.spool_free_bytes
+        .set(i64::try_from(app.free_space()).unwrap_or(i64::MAX));
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.render(),
     )
 }

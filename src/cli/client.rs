@@ -23,7 +23,10 @@ pub struct ClientError {
 impl AdminClient {
     /// Finds the server (flag, env, config, default) and reads the token (env, data dir).
     pub fn from_conn(conn: &Conn) -> Result<AdminClient, ClientError> {
-        let cfg = super::load_config(conn.config.as_deref()).map_err(|m| ClientError { exit: Exit::Usage, message: m })?;
+        let cfg = super::load_config(conn.config.as_deref()).map_err(|m| ClientError {
+            exit: Exit::Usage,
+            message: m,
+        })?;
         let base = match &conn.admin {
             Some(a) if a.starts_with("http://") => a.trim_end_matches('/').to_string(),
             Some(a) => format!("http://{}", a.trim_end_matches('/')),
@@ -61,9 +64,15 @@ impl AdminClient {
         }
     }
 
-    fn finish(&self, mut resp: ureq::http::Response<ureq::Body>) -> Result<(u16, Value), ClientError> {
+    fn finish(
+        &self,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<(u16, Value), ClientError> {
         let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().map_err(|e| self.classify(e))?;
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.classify(e))?;
         let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         Ok((status, value))
     }
@@ -111,14 +120,19 @@ impl AdminClient {
 
 /// The `error` field of an API error body.
 pub fn api_error(v: &Value) -> String {
-    v.get("error").and_then(Value::as_str).unwrap_or("unexpected response").to_string()
+    v.get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unexpected response")
+        .to_string()
 }
 
 /// Percent-encodes a query value.
 pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

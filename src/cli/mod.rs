@@ -224,9 +224,14 @@ pub fn run_client(cmd: Command) -> Exit {
         Command::CheckConfig { config, policies } => check_config(config, policies),
         Command::Quarantine(q) => quarantine::run(q),
         Command::Breaker(b) => quarantine::run_breaker(b),
-        Command::Policy(PolicyCmd::Test { file, from, to, json, policies, config }) => {
-            policy_test::run(&file, from, to, json, policies, config)
-        }
+        Command::Policy(PolicyCmd::Test {
+            file,
+            from,
+            to,
+            json,
+            policies,
+            config,
+        }) => policy_test::run(&file, from, to, json, policies, config),
         Command::HashPassword => hash_password(),
     }
 }
@@ -259,7 +264,8 @@ fn check_config(config: Option<PathBuf>, policies: Option<PathBuf>) -> Exit {
     match crate::policy::Policy::load(dir.as_deref()) {
         Ok(p) => println!(
             "policy: {} (mode {:?}, {} internal domains)",
-            dir.map(|d| d.display().to_string()).unwrap_or_else(|| "built-in default".into()),
+            dir.map(|d| d.display().to_string())
+                .unwrap_or_else(|| "built-in default".into()),
             p.mode,
             p.internal_domains.len()
         ),
@@ -279,7 +285,9 @@ fn check_config(config: Option<PathBuf>, policies: Option<PathBuf>) -> Exit {
     }
     println!(
         "config: {} is valid",
-        config.map(|c| c.display().to_string()).unwrap_or_else(|| "built-in defaults".into())
+        config
+            .map(|c| c.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".into())
     );
     Exit::Ok
 }

@@ -22,7 +22,12 @@ pub fn escape(s: &str) -> String {
 pub fn time(unix: u64) -> String {
     let (y, m, d) = civil_from_days((unix / 86_400) as i64);
     let r = unix % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", r / 3600, (r % 3600) / 60, r % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        r / 3600,
+        (r % 3600) / 60,
+        r % 60
+    )
 }
 
 /// Cuts `s` to `max` characters, marking the cut with `…`.
@@ -44,7 +49,10 @@ mod tests {
     fn escapes_terminal_controls() {
         let s = escape("a\u{1b}[31mred\r\nb\u{202E}c\u{0}");
         assert!(!s.chars().any(|c| c.is_control()));
-        assert!(s.contains("\\u{1b}[31mred\\u{d}\\u{a}b\\u{202e}c\\u{0}"), "{s}");
+        assert!(
+            s.contains("\\u{1b}[31mred\\u{d}\\u{a}b\\u{202e}c\\u{0}"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -72,12 +72,19 @@ pub fn run(
         print!(" ({})", reasons.join(", "));
     }
     if verdict.monitor && verdict.policy_decision != verdict.decision {
-        print!(" — monitor mode; enforce mode would {}", verdict.policy_decision.as_str());
+        print!(
+            " — monitor mode; enforce mode would {}",
+            verdict.policy_decision.as_str()
+        );
     }
     println!();
     println!(
         "envelope: from {} to {} recipient(s); {} bytes",
-        if envelope.mail_from.is_empty() { "<>".into() } else { escape(&envelope.mail_from) },
+        if envelope.mail_from.is_empty() {
+            "<>".into()
+        } else {
+            escape(&envelope.mail_from)
+        },
         envelope.rcpt_to.len(),
         message.len()
     );
@@ -86,7 +93,13 @@ pub fn run(
     } else {
         println!("findings:");
         for f in &verdict.findings {
-            println!("  - {} ({}) in {}: {}", f.reason, f.action.as_str(), escape(&f.location), escape(&f.summary));
+            println!(
+                "  - {} ({}) in {}: {}",
+                f.reason,
+                f.action.as_str(),
+                escape(&f.location),
+                escape(&f.summary)
+            );
         }
     }
     Exit::Ok
@@ -124,7 +137,11 @@ fn header_envelope(message: &[u8]) -> (Option<String>, Vec<String>) {
     let first = |name: HeaderName<'static>| -> Vec<String> {
         m.header_values(name)
             .filter_map(|v| match v {
-                HeaderValue::Address(a) => Some(a.iter().filter_map(|x| x.address.as_deref().map(str::to_string)).collect::<Vec<_>>()),
+                HeaderValue::Address(a) => Some(
+                    a.iter()
+                        .filter_map(|x| x.address.as_deref().map(str::to_string))
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
             .flatten()

@@ -9,10 +9,32 @@ use super::{BreakerCmd, Conn, Exit, Filters, QuarantineCmd};
 
 pub fn run(cmd: QuarantineCmd) -> Exit {
     let result = match cmd {
-        QuarantineCmd::List { filters, state, json, conn } => list(&conn, &filters, &state, json),
-        QuarantineCmd::Show { id, json, raw, conn } => show(&conn, &id, json, raw),
-        QuarantineCmd::Release { ids, all, filters, yes, conn } => act(&conn, Act::Release, ids, all, &filters, yes),
-        QuarantineCmd::Delete { ids, all, filters, yes, conn } => act(&conn, Act::Delete, ids, all, &filters, yes),
+        QuarantineCmd::List {
+            filters,
+            state,
+            json,
+            conn,
+        } => list(&conn, &filters, &state, json),
+        QuarantineCmd::Show {
+            id,
+            json,
+            raw,
+            conn,
+        } => show(&conn, &id, json, raw),
+        QuarantineCmd::Release {
+            ids,
+            all,
+            filters,
+            yes,
+            conn,
+        } => act(&conn, Act::Release, ids, all, &filters, yes),
+        QuarantineCmd::Delete {
+            ids,
+            all,
+            filters,
+            yes,
+            conn,
+        } => act(&conn, Act::Delete, ids, all, &filters, yes),
     };
     finish(result)
 }
@@ -36,7 +58,10 @@ fn finish(result: Result<Exit, ClientError>) -> Exit {
 }
 
 fn usage(message: impl Into<String>) -> ClientError {
-    ClientError { exit: Exit::Usage, message: message.into() }
+    ClientError {
+        exit: Exit::Usage,
+        message: message.into(),
+    }
 }
 
 fn query(filters: &Filters, state: &str) -> String {
@@ -55,7 +80,10 @@ fn fetch(c: &AdminClient, filters: &Filters, state: &str) -> Result<Vec<Value>, 
     if status != 200 {
         return Err(usage(api_error(&v)));
     }
-    Ok(v.get("entries").and_then(Value::as_array).cloned().unwrap_or_default())
+    Ok(v.get("entries")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -69,7 +97,12 @@ fn n(v: &Value, key: &str) -> u64 {
 fn reasons(v: &Value) -> String {
     v.get("reasons")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -85,9 +118,17 @@ fn list(conn: &Conn, filters: &Filters, state: &str, json: bool) -> Result<Exit,
     } else if entries.is_empty() {
         let _ = writeln!(out, "Quarantine is empty (state {state}).");
     } else {
-        let _ = writeln!(out, "{:<26}  {:<8}  {:<20}  {:>9}  {:>5}  {:<32}  REASONS", "ID", "STATE", "RECEIVED", "SIZE", "RCPTS", "FROM");
+        let _ = writeln!(
+            out,
+            "{:<26}  {:<8}  {:<20}  {:>9}  {:>5}  {:<32}  REASONS",
+            "ID", "STATE", "RECEIVED", "SIZE", "RCPTS", "FROM"
+        );
         for e in &entries {
-            let from = if s(e, "from").is_empty() { "<>".to_string() } else { escape(s(e, "from")) };
+            let from = if s(e, "from").is_empty() {
+                "<>".to_string()
+            } else {
+                escape(s(e, "from"))
+            };
             let _ = writeln!(
                 out,
                 "{:<26}  {:<8}  {:<20}  {:>9}  {:>5}  {:<32}  {}",
@@ -102,7 +143,11 @@ fn list(conn: &Conn, filters: &Filters, state: &str, json: bool) -> Result<Exit,
         }
         let _ = writeln!(out, "{} message(s).", entries.len());
     }
-    Ok(if entries.is_empty() { Exit::NotFound } else { Exit::Ok })
+    Ok(if entries.is_empty() {
+        Exit::NotFound
+    } else {
+        Exit::Ok
+    })
 }
 
 fn show(conn: &Conn, id: &str, json: bool, raw: bool) -> Result<Exit, ClientError> {
@@ -132,7 +177,15 @@ fn show(conn: &Conn, id: &str, json: bool, raw: bool) -> Result<Exit, ClientErro
     let _ = writeln!(out, "state:       {}", s(&e, "state"));
     let _ = writeln!(out, "received:    {}", time(n(&e, "received_at")));
     let from = s(&e, "from");
-    let _ = writeln!(out, "from:        {}", if from.is_empty() { "<>".into() } else { escape(from) });
+    let _ = writeln!(
+        out,
+        "from:        {}",
+        if from.is_empty() {
+            "<>".into()
+        } else {
+            escape(from)
+        }
+    );
     let _ = writeln!(out, "sender:      {}", escape(s(&e, "sender")));
     let _ = writeln!(out, "client:      {}", s(&e, "client_ip"));
     let rcpts: Vec<String> = e
@@ -141,15 +194,29 @@ fn show(conn: &Conn, id: &str, json: bool, raw: bool) -> Result<Exit, ClientErro
         .map(|a| a.iter().filter_map(Value::as_str).map(escape).collect())
         .unwrap_or_default();
     let shown: Vec<&str> = rcpts.iter().take(5).map(String::as_str).collect();
-    let more = if rcpts.len() > 5 { format!(" … and {} more", rcpts.len() - 5) } else { String::new() };
-    let _ = writeln!(out, "recipients:  {} ({}{more})", rcpts.len(), shown.join(", "));
+    let more = if rcpts.len() > 5 {
+        format!(" … and {} more", rcpts.len() - 5)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "recipients:  {} ({}{more})",
+        rcpts.len(),
+        shown.join(", ")
+    );
     let _ = writeln!(out, "size:        {} bytes", n(&e, "size"));
     if let Some(subj) = e.get("subject").and_then(Value::as_str) {
         let _ = writeln!(out, "subject:     {}", escape(subj));
     }
     let _ = writeln!(out, "reasons:     {}", reasons(&e));
     let _ = writeln!(out, "findings:");
-    for f in e.get("findings").and_then(Value::as_array).into_iter().flatten() {
+    for f in e
+        .get("findings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let _ = writeln!(
             out,
             "  - {} ({}) in {}: {}",
@@ -166,7 +233,12 @@ fn show(conn: &Conn, id: &str, json: bool, raw: bool) -> Result<Exit, ClientErro
         let _ = writeln!(out, "last error:  {}", escape(err));
     }
     if let Some(r) = e.get("upstream_reply").and_then(Value::as_str) {
-        let _ = writeln!(out, "released:    {} — upstream said: {}", time(n(&e, "released_at")), escape(r));
+        let _ = writeln!(
+            out,
+            "released:    {} — upstream said: {}",
+            time(n(&e, "released_at")),
+            escape(r)
+        );
     }
     if e.get("deleted_at").and_then(Value::as_u64).is_some() {
         let _ = writeln!(out, "deleted:     {}", time(n(&e, "deleted_at")));
@@ -180,13 +252,22 @@ enum Act {
     Delete,
 }
 
-fn act(conn: &Conn, act: Act, ids: Vec<String>, all: bool, filters: &Filters, yes: bool) -> Result<Exit, ClientError> {
+fn act(
+    conn: &Conn,
+    act: Act,
+    ids: Vec<String>,
+    all: bool,
+    filters: &Filters,
+    yes: bool,
+) -> Result<Exit, ClientError> {
     let (verb, past) = match act {
         Act::Release => ("release", "released"),
         Act::Delete => ("delete", "deleted"),
     };
     if ids.is_empty() && !all {
-        return Err(usage(format!("give message ids, or --all [--reason R] [--sender S] --yes to {verb} every match")));
+        return Err(usage(format!(
+            "give message ids, or --all [--reason R] [--sender S] --yes to {verb} every match"
+        )));
     }
     let c = AdminClient::from_conn(conn)?;
     let ids = if all {
@@ -196,7 +277,10 @@ fn act(conn: &Conn, act: Act, ids: Vec<String>, all: bool, filters: &Filters, ye
             return Ok(Exit::NotFound);
         }
         if !yes {
-            return Err(usage(format!("{} held message(s) match; add --yes to {verb} them all", entries.len())));
+            return Err(usage(format!(
+                "{} held message(s) match; add --yes to {verb} them all",
+                entries.len()
+            )));
         }
         entries.iter().map(|e| s(e, "id").to_string()).collect()
     } else {
@@ -205,18 +289,27 @@ fn act(conn: &Conn, act: Act, ids: Vec<String>, all: bool, filters: &Filters, ye
     let mut failures = 0;
     let mut done = 0;
     for id in &ids {
-        let (status, v) = c.post(&format!("/api/v1/quarantine/{}/{verb}", encode(id)), &json!({}))?;
+        let (status, v) = c.post(
+            &format!("/api/v1/quarantine/{}/{verb}", encode(id)),
+            &json!({}),
+        )?;
         match (act, status) {
             (Act::Release, 200) if v.get("already").and_then(Value::as_bool) == Some(true) => {
                 println!("{id}: already released ({})", escape(s(&v, "detail")));
                 done += 1;
             }
             (Act::Release, 200) => {
-                println!("{id}: released — upstream said: {}", escape(s(&v, "detail")));
+                println!(
+                    "{id}: released — upstream said: {}",
+                    escape(s(&v, "detail"))
+                );
                 done += 1;
             }
             (Act::Release, 502) => {
-                println!("{id}: NOT released, still held — {}", escape(s(&v, "detail")));
+                println!(
+                    "{id}: NOT released, still held — {}",
+                    escape(s(&v, "detail"))
+                );
                 failures += 1;
             }
             (Act::Delete, 200) => {
@@ -230,7 +323,11 @@ fn act(conn: &Conn, act: Act, ids: Vec<String>, all: bool, filters: &Filters, ye
         }
     }
     eprintln!("{past}: {done} message(s); failed or not found: {failures}");
-    Ok(if failures == 0 { Exit::Ok } else { Exit::NotFound })
+    Ok(if failures == 0 {
+        Exit::Ok
+    } else {
+        Exit::NotFound
+    })
 }
 
 fn breaker_list(conn: &Conn, json: bool) -> Result<Exit, ClientError> {
@@ -239,7 +336,11 @@ fn breaker_list(conn: &Conn, json: bool) -> Result<Exit, ClientError> {
     if status != 200 {
         return Err(usage(api_error(&v)));
     }
-    let list = v.get("breakers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = v
+        .get("breakers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if json {
         for b in &list {
@@ -248,7 +349,11 @@ fn breaker_list(conn: &Conn, json: bool) -> Result<Exit, ClientError> {
     } else if list.is_empty() {
         let _ = writeln!(out, "No open brakes.");
     } else {
-        let _ = writeln!(out, "{:<40}  {:<14}  {:<20}  HELD SINCE", "SENDER", "WHY", "SINCE");
+        let _ = writeln!(
+            out,
+            "{:<40}  {:<14}  {:<20}  HELD SINCE",
+            "SENDER", "WHY", "SINCE"
+        );
         for b in &list {
             let _ = writeln!(
                 out,
@@ -260,7 +365,11 @@ fn breaker_list(conn: &Conn, json: bool) -> Result<Exit, ClientError> {
             );
         }
     }
-    Ok(if list.is_empty() { Exit::NotFound } else { Exit::Ok })
+    Ok(if list.is_empty() {
+        Exit::NotFound
+    } else {
+        Exit::Ok
+    })
 }
 
 fn breaker_reset(conn: &Conn, sender: &str) -> Result<Exit, ClientError> {

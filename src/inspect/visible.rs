@@ -83,9 +83,16 @@ mod tests {
     fn incident_2_shape_is_held_and_a_thread_is_not() {
         let mut policy = Policy::builtin().unwrap();
         policy.internal_domains = vec!["corp.example".into()];
-        let big = format!("From: a@corp.example\r\nTo: {}\r\nSubject: news\r\n\r\nhi\r\n", to_list(832, 400));
+        let big = format!(
+            "From: a@corp.example\r\nTo: {}\r\nSubject: news\r\n\r\nhi\r\n",
+            to_list(832, 400)
+        );
         let r = inspect(&env(), big.as_bytes(), &policy);
-        assert!(r.findings.iter().any(|f| f.reason == HoldReason::VisibleRecipients && f.count == Some(832)));
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::VisibleRecipients && f.count == Some(832))
+        );
 
         let thread = format!(
             "From: a@corp.example\r\nTo: {}\r\nCc: {}, x@corp.example\r\nSubject: re\r\n\r\nhi\r\n",
@@ -106,7 +113,11 @@ mod tests {
             to_list(8, 8).replace("m", "o")
         );
         let r = inspect(&env(), msg.as_bytes(), &policy);
-        let f = r.findings.iter().find(|f| f.reason == HoldReason::VisibleRecipients).unwrap();
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.reason == HoldReason::VisibleRecipients)
+            .unwrap();
         assert_eq!(f.count, Some(24));
     }
 }

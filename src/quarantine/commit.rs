@@ -95,7 +95,11 @@ fn run(rx: Receiver<Job>, tmp_dir: PathBuf, held_dir: PathBuf, metrics: Arc<Metr
     }
 }
 
-fn commit_batch(tmp_dir: &std::path::Path, held_dir: &std::path::Path, batch: &[Job]) -> Vec<io::Result<()>> {
+fn commit_batch(
+    tmp_dir: &std::path::Path,
+    held_dir: &std::path::Path,
+    batch: &[Job],
+) -> Vec<io::Result<()>> {
     let mut results: Vec<io::Result<()>> = Vec::with_capacity(batch.len());
     let mut files = Vec::with_capacity(batch.len());
     for job in batch {

@@ -140,7 +140,8 @@ impl Index {
     }
 
     pub fn put(&self, e: &Entry) -> Result<(), IndexError> {
-        let v = serde_json::to_vec(e).map_err(|x| IndexError::Record(e.id.clone(), x.to_string()))?;
+        let v =
+            serde_json::to_vec(e).map_err(|x| IndexError::Record(e.id.clone(), x.to_string()))?;
         self.entries.insert(e.id.as_bytes(), v)?;
         Ok(())
     }

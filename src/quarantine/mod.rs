@@ -140,7 +140,10 @@ pub fn unix_now() -> u64 {
 impl Quarantine {
     /// Opens the quarantine in `data_dir`, creating directories as needed, and reconciles the
     /// index with the spool. A sled database that will not open is moved aside and rebuilt.
-    pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> Result<(Quarantine, ReconcileReport), QuarantineError> {
+    pub fn open(
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Quarantine, ReconcileReport), QuarantineError> {
         let spool = data_dir.join("spool");
         let dirs = Dirs {
             tmp: spool.join("tmp"),
@@ -195,19 +198,26 @@ impl Quarantine {
         }
         let mut indexed = std::collections::HashMap::new();
         let mut bad = Vec::new();
-        self.index.scan(|e| {
-            indexed.insert(e.id.clone(), e);
-        }, &mut bad);
+        self.index.scan(
+            |e| {
+                indexed.insert(e.id.clone(), e);
+            },
+            &mut bad,
+        );
         for id in bad {
             tracing::warn!(id = %id, "quarantine index record unreadable; rebuilding it from the spool");
             let _ = self.index.remove(&id);
         }
         let mut held = BTreeSet::new();
-        for (dir, state) in [(&self.dirs.held, State::Held), (&self.dirs.released, State::Released)] {
+        for (dir, state) in [
+            (&self.dirs.held, State::Held),
+            (&self.dirs.released, State::Released),
+        ] {
             for name in list_dir(dir)? {
                 let path = dir.join(&name);
                 let current = indexed.remove(&name);
-                if current.as_ref().is_some_and(|e| e.state == state) && crate::ids::is_valid(&name) {
+                if current.as_ref().is_some_and(|e| e.state == state) && crate::ids::is_valid(&name)
+                {
                     if state == State::Held {
                         held.insert(name);
                     }
@@ -257,7 +267,11 @@ impl Quarantine {
 
     /// Stores a held message durably and indexes it. Returns only after the spool file and
     /// its directory entry are on disk: the caller may then answer `250`.
-    pub async fn hold(&self, meta: SpoolMeta, body: Arc<Vec<u8>>) -> Result<Entry, QuarantineError> {
+    pub async fn hold(
+        &self,
+        meta: SpoolMeta,
+        body: Arc<Vec<u8>>,
+    ) -> Result<Entry, QuarantineError> {
         let size = body.len() as u64;
         let entry = Entry::from_meta(&meta, size, State::Held);
         self.committer.commit(meta, body).await?;
@@ -277,11 +291,14 @@ impl Quarantine {
         let mut out = Vec::new();
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut bad = Vec::new();
-        self.index.scan(|e| {
-            if out.len() < limit && filter.matches(&e) {
-                out.push(e);
-            }
-        }, &mut bad);
+        self.index.scan(
+            |e| {
+                if out.len() < limit && filter.matches(&e) {
+                    out.push(e);
+                }
+            },
+            &mut bad,
+        );
         out
     }
 
@@ -291,7 +308,12 @@ impl Quarantine {
         let dir = match e.state {
             State::Held => &self.dirs.held,
             State::Released => &self.dirs.released,
-            State::Deleted => return Err(QuarantineError::NotHeld { id: id.into(), state: "deleted" }),
+            State::Deleted => {
+                return Err(QuarantineError::NotHeld {
+                    id: id.into(),
+                    state: "deleted",
+                });
+            }
         };
         spool::read(&dir.join(id))
             .map(|(_, body)| body)
@@ -323,14 +345,23 @@ impl Quarantine {
         let e = self.get(id)?;
         match e.state {
             State::Released => return Ok(Begin::Already(e)),
-            State::Deleted => return Err(QuarantineError::NotHeld { id: id.into(), state: "deleted" }),
+            State::Deleted => {
+                return Err(QuarantineError::NotHeld {
+                    id: id.into(),
+                    state: "deleted",
+                });
+            }
             State::Held => {}
         }
         if !lock(&self.releasing).insert(id.to_string()) {
             return Err(QuarantineError::Busy(id.to_string()));
         }
         match spool::read(&self.dirs.held.join(id)) {
-            Ok((meta, body)) => Ok(Begin::Ready(ReleaseTicket { meta, body, q: self })),
+            Ok((meta, body)) => Ok(Begin::Ready(ReleaseTicket {
+                meta,
+                body,
+                q: self,
+            })),
             Err(err) => {
                 lock(&self.releasing).remove(id);
                 Err(QuarantineError::Spool(id.to_string(), err))
@@ -340,7 +371,11 @@ impl Quarantine {
 
     /// Records a successful release: the spool file moves to `released/` (durably), the
     /// upstream's reply is kept for the audit trail.
-    pub fn finish_release(&self, ticket: ReleaseTicket<'_>, upstream_reply: &str) -> Result<Entry, QuarantineError> {
+    pub fn finish_release(
+        &self,
+        ticket: ReleaseTicket<'_>,
+        upstream_reply: &str,
+    ) -> Result<Entry, QuarantineError> {
         let id = ticket.meta.id.clone();
         fs::rename(self.dirs.held.join(&id), self.dirs.released.join(&id))?;
         spool::sync_dir(&self.dirs.released)?;
@@ -359,7 +394,11 @@ impl Quarantine {
     }
 
     /// Records a failed release: the message stays held, with the error shown.
-    pub fn fail_release(&self, ticket: ReleaseTicket<'_>, error: &str) -> Result<Entry, QuarantineError> {
+    pub fn fail_release(
+        &self,
+        ticket: ReleaseTicket<'_>,
+        error: &str,
+    ) -> Result<Entry, QuarantineError> {
         let mut e = self.get(&ticket.meta.id)?;
         e.attempts += 1;
         e.last_error = Some(error.to_string());
@@ -378,7 +417,11 @@ impl Quarantine {
         if lock(&self.releasing).contains(id) {
             return Err(QuarantineError::Busy(id.to_string()));
         }
-        let dir = if e.state == State::Held { &self.dirs.held } else { &self.dirs.released };
+        let dir = if e.state == State::Held {
+            &self.dirs.held
+        } else {
+            &self.dirs.released
+        };
         match fs::remove_file(dir.join(id)) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -414,7 +457,11 @@ impl Quarantine {
         }
         if purged > 0 {
             spool::sync_dir(&self.dirs.released)?;
-            tracing::info!(purged, retention_secs, "quarantine audit records past retention purged");
+            tracing::info!(
+                purged,
+                retention_secs,
+                "quarantine audit records past retention purged"
+            );
         }
         Ok(purged)
     }

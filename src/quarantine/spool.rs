@@ -217,7 +217,10 @@ mod tests {
         assert_eq!(b, body);
         let full = fs::read(&p).unwrap();
         for cut in 0..full.len() {
-            assert!(decode(full[..cut].to_vec()).is_err(), "cut at {cut} accepted");
+            assert!(
+                decode(full[..cut].to_vec()).is_err(),
+                "cut at {cut} accepted"
+            );
         }
         for i in [0, 9, 20, full.len() / 2, full.len() - 21] {
             let mut bad = full.clone();

@@ -6,8 +6,8 @@
 //!   `auth.max_failures` failures inside `auth.failure_window` is refused with `421 4.7.0`.
 //! - Passwords are never logged; user names may be, but never as metric labels.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::collections::{HashMap, VecDeque};
@@ -119,7 +119,10 @@ impl Throttle {
         let mut map = self.lock();
         match map.get_mut(&ip) {
             Some(q) => {
-                while q.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.window)
+                {
                     q.pop_front();
                 }
                 q.len() >= self.max_failures as usize

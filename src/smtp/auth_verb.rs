@@ -37,7 +37,10 @@ impl Session {
         }
         let ip = self.peer.ip();
         if app.auth_throttle.is_blocked(ip, Instant::now()) {
-            app.metrics.auth_attempts_total.with_label_values(&["throttled"]).inc();
+            app.metrics
+                .auth_attempts_total
+                .with_label_values(&["throttled"])
+                .inc();
             self.push(reply::AUTH_THROTTLED);
             return Flow::Close;
         }
@@ -98,17 +101,24 @@ impl Session {
         let (user, password) = credentials;
         let check_app = app.clone();
         let check_user = user.clone();
-        let ok = tokio::task::spawn_blocking(move || check_app.users.verify(&check_user, &password))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || check_app.users.verify(&check_user, &password))
+                .await
+                .unwrap_or(false);
         if ok {
-            app.metrics.auth_attempts_total.with_label_values(&["success"]).inc();
+            app.metrics
+                .auth_attempts_total
+                .with_label_values(&["success"])
+                .inc();
             tracing::info!(peer = %self.peer, user = %user.escape_debug(), "authenticated");
             self.auth_user = Some(user);
             self.push(reply::AUTH_OK);
             return Flow::Continue;
         }
-        app.metrics.auth_attempts_total.with_label_values(&["failure"]).inc();
+        app.metrics
+            .auth_attempts_total
+            .with_label_values(&["failure"])
+            .inc();
         app.auth_throttle.record_failure(ip, Instant::now());
         tracing::info!(peer = %self.peer, user = %user.escape_debug(), "authentication failed");
         self.errors += 1;
@@ -124,7 +134,9 @@ impl Session {
             Ok(Some(l)) => l,
             _ => return None,
         };
-        let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
         if text == "*" {
             self.push(reply::AUTH_CANCELLED);
             return Some(Err(Flow::Continue));

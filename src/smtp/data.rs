@@ -219,11 +219,15 @@ mod tests {
     #[test]
     fn smuggling_variants_never_end_data() {
         // RELIABILITY.md §2.1: each variant followed by a second transaction.
-        let variants: &[&[u8]] = &[b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r", b"\r.\r"];
+        let variants: &[&[u8]] = &[
+            b"\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r", b"\r.\r",
+        ];
         for v in variants {
             let mut input = b"Subject: first\r\n\r\nbody".to_vec();
             input.extend_from_slice(v);
-            input.extend_from_slice(b"MAIL FROM:<s@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nx\r\n.\r\n");
+            input.extend_from_slice(
+                b"MAIL FROM:<s@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nx\r\n.\r\n",
+            );
             for step in [1, 3, input.len()] {
                 let (out, consumed, done, rx) = run(&input, step, 1 << 20);
                 assert!(done, "{v:?}");

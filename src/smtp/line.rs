@@ -42,7 +42,12 @@ mod tests {
             (b"0123456789\n", 10, Line::TooLong),
         ];
         for (input, max, want) in cases {
-            assert_eq!(&next_line(input, *max), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                &next_line(input, *max),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 }

@@ -70,7 +70,8 @@ pub const MAIL_OK: &[u8] = b"250 2.1.0 Ok\r\n";
 pub const RCPT_OK: &[u8] = b"250 2.1.5 Ok\r\n";
 pub const DATA_GO: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
 pub const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
-pub const VRFY: &[u8] = b"252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
+pub const VRFY: &[u8] =
+    b"252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
 pub const HELP: &[u8] = b"214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321\r\n";
 pub const TLS_GO: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
 pub const LINE_TOO_LONG: &[u8] = b"500 5.5.2 Error: line too long\r\n";
@@ -93,9 +94,11 @@ pub const BAD_RCPT: &[u8] = b"501 5.1.3 Error: bad recipient address syntax\r\n"
 pub const NEED_SMTPUTF8: &[u8] = b"553 5.6.7 Error: non-ASCII address needs SMTPUTF8\r\n";
 pub const NO_STORAGE: &[u8] = b"452 4.3.1 Error: insufficient system storage\r\n";
 pub const STORE_FAILED: &[u8] = b"451 4.3.5 Error: unable to store message, try again later\r\n";
-pub const UPSTREAM_TEMP: &[u8] = b"451 4.4.1 Error: upstream temporarily unavailable, try again later\r\n";
+pub const UPSTREAM_TEMP: &[u8] =
+    b"451 4.4.1 Error: upstream temporarily unavailable, try again later\r\n";
 pub const LOCAL_ERROR: &[u8] = b"451 4.3.0 Error: local error in processing, try again later\r\n";
-pub const TOO_MANY_CONNECTIONS: &[u8] = b"421 4.7.0 Error: too many connections, try again later\r\n";
+pub const TOO_MANY_CONNECTIONS: &[u8] =
+    b"421 4.7.0 Error: too many connections, try again later\r\n";
 pub const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 Error: too many errors, closing connection\r\n";
 pub const TOO_MANY_MESSAGES: &[u8] = b"421 4.7.0 Error: too many messages in one session\r\n";
 pub const SHUTTING_DOWN: &[u8] = b"421 4.3.2 Error: service shutting down, try again later\r\n";
@@ -108,7 +111,8 @@ pub const AUTH_NOT_AVAILABLE: &[u8] = b"502 5.5.1 Error: authentication not enab
 pub const AUTH_MECH: &[u8] = b"504 5.5.4 Error: unsupported authentication mechanism\r\n";
 pub const AUTH_CANCELLED: &[u8] = b"501 5.7.0 Error: authentication cancelled\r\n";
 pub const AUTH_BAD_B64: &[u8] = b"501 5.5.2 Error: cannot decode response\r\n";
-pub const AUTH_THROTTLED: &[u8] = b"421 4.7.0 Error: too many authentication failures, try again later\r\n";
+pub const AUTH_THROTTLED: &[u8] =
+    b"421 4.7.0 Error: too many authentication failures, try again later\r\n";
 
 #[cfg(test)]
 mod tests {

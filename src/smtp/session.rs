@@ -212,7 +212,10 @@ impl Session {
                 self.push(reply::SHUTTING_DOWN);
                 return Ok(None);
             }
-            match self.fill(self.app.config.limits.command_timeout, true).await? {
+            match self
+                .fill(self.app.config.limits.command_timeout, true)
+                .await?
+            {
                 Fill::Data => {}
                 Fill::Eof => return Ok(None),
                 Fill::Timeout => {
@@ -351,9 +354,13 @@ impl Session {
 
 /// Runs a session on an implicit-TLS connection: handshake first, then SMTP.
 pub async fn run_implicit_tls(app: Arc<App>, peer: SocketAddr, tcp: tokio::net::TcpStream) {
-    let Some(acceptor) = app.tls.clone() else { return };
+    let Some(acceptor) = app.tls.clone() else {
+        return;
+    };
     let timeout = app.config.limits.tls_handshake_timeout;
     if let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Session::new(app, peer, Stream::Tls(Box::new(tls))).run().await;
+        Session::new(app, peer, Stream::Tls(Box::new(tls)))
+            .run()
+            .await;
     }
 }

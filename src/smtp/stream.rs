@@ -28,7 +28,9 @@ impl Stream {
             Stream::Tls(t) => {
                 let (_, conn) = t.get_ref();
                 let proto = conn.protocol_version().map(|v| format!("{v:?}"));
-                let suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+                let suite = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
                 Some(format!(
                     "{} {}",
                     proto.unwrap_or_default(),

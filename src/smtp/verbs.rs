@@ -232,9 +232,13 @@ fn parse_error_reply(e: &ProtoError) -> String {
     match e {
         ProtoError::UnknownCommand => String::from_utf8_lossy(reply::UNKNOWN_COMMAND).into_owned(),
         ProtoError::InvalidSenderAddress => String::from_utf8_lossy(reply::BAD_SENDER).into_owned(),
-        ProtoError::InvalidRecipientAddress => String::from_utf8_lossy(reply::BAD_RCPT).into_owned(),
+        ProtoError::InvalidRecipientAddress => {
+            String::from_utf8_lossy(reply::BAD_RCPT).into_owned()
+        }
         ProtoError::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}\r\n"),
-        ProtoError::InvalidParameter { param } => format!("501 5.5.4 Error: invalid parameter {param}\r\n"),
+        ProtoError::InvalidParameter { param } => {
+            format!("501 5.5.4 Error: invalid parameter {param}\r\n")
+        }
         ProtoError::UnsupportedParameter { param } => {
             let safe: String = param
                 .chars()
