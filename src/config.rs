@@ -586,6 +586,32 @@ mod tests {
         assert!(ByteSize::parse("12XB").is_none());
     }
 
+    /// The shipped example config lists every key with its default: it must parse, validate
+    /// and agree with `Config::default()`, so the documentation cannot drift.
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let c = Config::parse(include_str!("../deploy/mailbrake.toml")).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.server.max_connections, d.server.max_connections);
+        assert_eq!(c.server.max_connections_per_ip, d.server.max_connections_per_ip);
+        assert_eq!(c.server.shutdown_grace, d.server.shutdown_grace);
+        assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
+        assert_eq!(c.limits.max_recipients, d.limits.max_recipients);
+        assert_eq!(c.limits.command_timeout, d.limits.command_timeout);
+        assert_eq!(c.limits.session_timeout, d.limits.session_timeout);
+        assert_eq!(c.limits.min_free_space, d.limits.min_free_space);
+        assert_eq!(c.auth.failure_delay, d.auth.failure_delay);
+        assert_eq!(c.auth.max_failures, d.auth.max_failures);
+        assert_eq!(c.relay.allowed_networks, d.relay.allowed_networks);
+        assert_eq!(c.upstream.timeout, d.upstream.timeout);
+        assert_eq!(c.upstream.pool_size, d.upstream.pool_size);
+        assert_eq!(c.admin.listen, d.admin.listen);
+        assert_eq!(c.metrics.listen, d.metrics.listen);
+        assert_eq!(c.quarantine.retention, d.quarantine.retention);
+    }
+
     #[test]
     fn unknown_keys_are_errors() {
         let err = Config::parse("[server]\nlisten_addr = []").unwrap_err();

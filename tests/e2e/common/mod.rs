@@ -182,12 +182,13 @@ pub fn message(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     m.into_bytes()
 }
 
-/// `n` external addresses over `domains` domains, comma-separated (for To/Cc).
+/// `n` external addresses over `domains` domains for To/Cc, folded one per line as real
+/// mailers fold long headers (RFC 5322 lines stay under 998 octets).
 pub fn address_list(n: usize, domains: usize) -> String {
     (0..n)
         .map(|i| format!("member{i}@family{}.example", i % domains))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(",\r\n ")
 }
 
 /// Incident 2: a newsletter with 832 member addresses in To.
