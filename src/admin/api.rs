@@ -48,14 +48,14 @@ fn q_error(e: QuarantineError) -> Response {
     }
 }
 
-fn check_id(id: &str) -> Result<(), Response> {
+fn check_id(id: &str) -> Result<(), Box<Response>> {
     if crate::ids::is_valid(id) {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!("no message with id {}", id.escape_debug()),
-        ))
+        )))
     }
 }
 
@@ -120,7 +120,7 @@ async fn list(State(app): State<Arc<App>>, Query(q): Query<ListQuery>) -> Respon
 
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     if let Err(r) = check_id(&id) {
-        return r;
+        return *r;
     }
     match app.quarantine.get(&id) {
         Ok(e) => Json(e).into_response(),
@@ -130,7 +130,7 @@ async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
 
 async fn raw(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     if let Err(r) = check_id(&id) {
-        return r;
+        return *r;
     }
     let a = Arc::clone(&app);
     match tokio::task::spawn_blocking(move || a.quarantine.raw(&id)).await {
@@ -142,7 +142,7 @@ async fn raw(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
 
 async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     if let Err(r) = check_id(&id) {
-        return r;
+        return *r;
     }
     match crate::pipeline::release(&app, &id).await {
         Ok(outcome) => {
@@ -159,7 +159,7 @@ async fn release(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
 
 async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     if let Err(r) = check_id(&id) {
-        return r;
+        return *r;
     }
     let a = Arc::clone(&app);
     match tokio::task::spawn_blocking(move || a.quarantine.delete(&id)).await {

@@ -59,10 +59,10 @@ impl Committer {
             Err(TrySendError::Full(j)) => {
                 job = j;
                 let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(job))
+                tokio::task::spawn_blocking(move || tx.send(job).map_err(|_| ()))
                     .await
                     .map_err(io::Error::other)?
-                    .map_err(|_| closed())?;
+                    .map_err(|()| closed())?;
             }
             Err(TrySendError::Disconnected(_)) => return Err(closed()),
         }

@@ -216,14 +216,22 @@ impl Quarantine {
             for name in list_dir(dir)? {
                 let path = dir.join(&name);
                 let current = indexed.remove(&name);
-                if current.as_ref().is_some_and(|e| e.state == state) && crate::ids::is_valid(&name)
-                {
+                // A file the index already knows gets the cheap completeness check (it was
+                // verified when written); any other file gets the full checksum.
+                let known = current.as_ref().is_some_and(|e| e.state == state)
+                    && crate::ids::is_valid(&name);
+                if known && spool::quick_check(&path).is_ok() {
                     if state == State::Held {
                         held.insert(name);
                     }
                     continue;
                 }
-                match spool::read(&path) {
+                let checked = if known {
+                    Err(SpoolError::Torn)
+                } else {
+                    spool::read(&path)
+                };
+                match checked {
                     Ok((meta, body)) if meta.id == name => {
                         let mut e = Entry::from_meta(&meta, body.len() as u64, state);
                         if let Some(old) = current {
@@ -246,6 +254,9 @@ impl Quarantine {
                     Ok(_) | Err(_) => {
                         tracing::error!(file = %path.display(), "spool file fails verification; moved to spool/corrupt");
                         fs::rename(&path, self.dirs.corrupt.join(&name))?;
+                        if current.is_some() {
+                            self.index.remove(&name)?;
+                        }
                         report.corrupt += 1;
                     }
                 }

@@ -93,6 +93,30 @@ pub fn read(path: &Path) -> Result<(SpoolMeta, Vec<u8>), SpoolError> {
     decode(data)
 }
 
+/// A cheap check for start-up: the file is complete (size, end magic, recorded length)
+/// without reading the whole message. Catches torn, truncated and appended-to files; a bit
+/// flip inside is caught by the full CRC check whenever the file is read.
+pub fn quick_check(path: &Path) -> Result<(), SpoolError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < (8 + 4 + 8 + TRAILER_LEN) as u64 {
+        return Err(SpoolError::Torn);
+    }
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head)?;
+    if &head != MAGIC {
+        return Err(SpoolError::BadMagic);
+    }
+    let mut tail = [0u8; 16];
+    f.seek(SeekFrom::End(-16))?;
+    f.read_exact(&mut tail)?;
+    if &tail[8..] != END || u64::from_le_bytes(le8(&tail[..8])) != len - TRAILER_LEN as u64 {
+        return Err(SpoolError::Torn);
+    }
+    Ok(())
+}
+
 /// Verifies and splits the bytes of a spool file.
 pub fn decode(mut data: Vec<u8>) -> Result<(SpoolMeta, Vec<u8>), SpoolError> {
     if data.len() < 8 + 4 + 8 + TRAILER_LEN {
@@ -222,6 +246,15 @@ mod tests {
                 "cut at {cut} accepted"
             );
         }
+        assert!(quick_check(&p).is_ok());
+        for cut in [0, 10, full.len() - 1] {
+            fs::write(&p, &full[..cut]).unwrap();
+            assert!(quick_check(&p).is_err(), "quick_check accepted a cut at {cut}");
+        }
+        let mut longer = full.clone();
+        longer.extend_from_slice(b"junk");
+        fs::write(&p, &longer).unwrap();
+        assert!(quick_check(&p).is_err(), "quick_check accepted appended bytes");
         for i in [0, 9, 20, full.len() / 2, full.len() - 21] {
             let mut bad = full.clone();
             bad[i] ^= 0x40;
