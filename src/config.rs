@@ -172,6 +172,9 @@ pub struct AuthConfig {
     pub failure_delay: Duration,
     /// Failures from one IP within `failure_window` before `421 4.7.0` and close.
     pub max_failures: u32,
+    /// Failures for one user name (from any address) within `failure_window` before that
+    /// user gets `454 4.7.0` whatever the password (stops guessing spread over addresses).
+    pub max_user_failures: u32,
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
     /// Users allowed to submit (argon2 PHC hashes; make one with `mailbrake hash-password`).
@@ -184,6 +187,7 @@ impl Default for AuthConfig {
             allow_plaintext: false,
             failure_delay: Duration::from_secs(1),
             max_failures: 5,
+            max_user_failures: 10,
             failure_window: Duration::from_secs(600),
             users: Vec::new(),
         }
@@ -505,8 +509,8 @@ impl Config {
                     .into(),
             );
         }
-        if self.auth.max_failures == 0 {
-            problems.push("auth.max_failures: must be at least 1".into());
+        if self.auth.max_failures == 0 || self.auth.max_user_failures == 0 {
+            problems.push("auth.max_failures / max_user_failures: must be at least 1".into());
         }
         if let Some(url) = &self.upstream.url
             && let Err(e) = crate::relay::UpstreamUrl::parse(url)
@@ -595,7 +599,10 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.server.listen, d.server.listen);
         assert_eq!(c.server.max_connections, d.server.max_connections);
-        assert_eq!(c.server.max_connections_per_ip, d.server.max_connections_per_ip);
+        assert_eq!(
+            c.server.max_connections_per_ip,
+            d.server.max_connections_per_ip
+        );
         assert_eq!(c.server.shutdown_grace, d.server.shutdown_grace);
         assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
         assert_eq!(c.limits.max_recipients, d.limits.max_recipients);
@@ -604,6 +611,7 @@ mod tests {
         assert_eq!(c.limits.min_free_space, d.limits.min_free_space);
         assert_eq!(c.auth.failure_delay, d.auth.failure_delay);
         assert_eq!(c.auth.max_failures, d.auth.max_failures);
+        assert_eq!(c.auth.max_user_failures, d.auth.max_user_failures);
         assert_eq!(c.relay.allowed_networks, d.relay.allowed_networks);
         assert_eq!(c.upstream.timeout, d.upstream.timeout);
         assert_eq!(c.upstream.pool_size, d.upstream.pool_size);

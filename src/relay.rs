@@ -171,8 +171,12 @@ impl Relay {
         let params = params
             .build_rustls()
             .map_err(|e| format!("upstream TLS: {e}"))?;
+        let has_credentials = cfg.username.is_some() || u.username.is_some();
         let tls = match u.tls {
             UpstreamTls::Implicit => Tls::Wrapper(params),
+            // With credentials, STARTTLS is required: lettre would otherwise log in over
+            // plaintext when the upstream does not offer STARTTLS (or it is stripped).
+            UpstreamTls::Opportunistic if has_credentials => Tls::Required(params),
             UpstreamTls::Opportunistic => Tls::Opportunistic(params),
             UpstreamTls::Plain => Tls::None,
         };

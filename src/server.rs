@@ -180,7 +180,11 @@ impl Server {
             quarantine,
             relay,
             users: UserDb::new(&config.auth.users),
-            auth_throttle: Throttle::new(config.auth.max_failures, config.auth.failure_window),
+            auth_throttle: Throttle::new(
+                config.auth.max_failures,
+                config.auth.max_user_failures,
+                config.auth.failure_window,
+            ),
             tls,
             limiter: Limiter::new(
                 config.server.max_connections,

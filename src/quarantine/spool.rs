@@ -249,12 +249,18 @@ mod tests {
         assert!(quick_check(&p).is_ok());
         for cut in [0, 10, full.len() - 1] {
             fs::write(&p, &full[..cut]).unwrap();
-            assert!(quick_check(&p).is_err(), "quick_check accepted a cut at {cut}");
+            assert!(
+                quick_check(&p).is_err(),
+                "quick_check accepted a cut at {cut}"
+            );
         }
         let mut longer = full.clone();
         longer.extend_from_slice(b"junk");
         fs::write(&p, &longer).unwrap();
-        assert!(quick_check(&p).is_err(), "quick_check accepted appended bytes");
+        assert!(
+            quick_check(&p).is_err(),
+            "quick_check accepted appended bytes"
+        );
         for i in [0, 9, 20, full.len() / 2, full.len() - 21] {
             let mut bad = full.clone();
             bad[i] ^= 0x40;

@@ -2,8 +2,10 @@
 //!
 //! - Unknown users are checked against a dummy hash made with the same parameters, so an
 //!   attacker cannot tell "no such user" from "wrong password" by timing.
-//! - Each failure is followed by a pause (`auth.failure_delay`), and an IP address with
-//!   `auth.max_failures` failures inside `auth.failure_window` is refused with `421 4.7.0`.
+//! - Each failure is followed by a pause (`auth.failure_delay`). An IP address with
+//!   `auth.max_failures` failures inside `auth.failure_window` is refused with `421 4.7.0`;
+//!   a user name with `auth.max_user_failures` failures (from any address) gets `454 4.7.0`
+//!   whatever the password until the window passes. Attempts in flight count against both.
 //! - Passwords are never logged; user names may be, but never as metric labels.
 
 use argon2::Argon2;
@@ -87,65 +89,124 @@ pub fn decode_b64_line(b64: &str) -> Option<Vec<u8>> {
     B64.decode(b64.trim()).ok()
 }
 
-/// Failed AUTH attempts per client IP within a sliding window.
+/// Failed AUTH attempts within a sliding window, per client IP and per user name.
+///
+/// An attempt **reserves** its slot before the (slow) password check, so parallel sessions
+/// from one address cannot all pass the "blocked?" test before any failure is recorded: the
+/// failures plus the attempts in flight never exceed the cap.
 pub struct Throttle {
-    max_failures: u32,
-    window: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    per_ip: Window<IpAddr>,
+    per_user: Window<String>,
 }
 
-/// Upper bound on tracked addresses, so a scan from many addresses cannot grow memory
-/// without limit; the oldest entries are dropped first.
+/// Upper bound on tracked keys, so a scan from many addresses (or with many user names)
+/// cannot grow memory without limit; entries with no recent failure are dropped first.
 const MAX_TRACKED: usize = 100_000;
 
-impl Throttle {
-    pub fn new(max_failures: u32, window: Duration) -> Throttle {
-        Throttle {
-            max_failures,
+struct Window<K> {
+    max: usize,
+    window: Duration,
+    map: Mutex<HashMap<K, Slot>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    failures: VecDeque<Instant>,
+    in_flight: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Window<K> {
+    fn new(max: u32, window: Duration) -> Self {
+        Window {
+            max: max.max(1) as usize,
             window,
-            failures: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
-        match self.failures.lock() {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Slot>> {
+        match self.map.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
-    /// True when `ip` has used up its failures in the current window.
-    pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+    /// Reserves one attempt for `key`; false when the failures and attempts in flight
+    /// already reach the cap.
+    fn try_begin(&self, key: &K, now: Instant) -> bool {
         let mut map = self.lock();
-        match map.get_mut(&ip) {
-            Some(q) => {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > self.window)
-                {
-                    q.pop_front();
-                }
-                q.len() >= self.max_failures as usize
+        if map.len() >= MAX_TRACKED && !map.contains_key(key) {
+            let window = self.window;
+            map.retain(|_, s| {
+                s.in_flight > 0
+                    || s.failures
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) <= window)
+            });
+            if map.len() >= MAX_TRACKED {
+                return false;
             }
-            None => false,
+        }
+        let slot = map.entry(key.clone()).or_default();
+        while slot
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            slot.failures.pop_front();
+        }
+        if slot.failures.len() + slot.in_flight >= self.max {
+            return false;
+        }
+        slot.in_flight += 1;
+        true
+    }
+
+    /// Ends a reserved attempt, recording a failure if it failed.
+    fn finish(&self, key: &K, now: Instant, failed: bool) {
+        let mut map = self.lock();
+        if let Some(slot) = map.get_mut(key) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            if failed {
+                slot.failures.push_back(now);
+                while slot.failures.len() > self.max {
+                    slot.failures.pop_front();
+                }
+            } else if slot.failures.is_empty() && slot.in_flight == 0 {
+                map.remove(key);
+            }
+        }
+    }
+}
+
+impl Throttle {
+    /// `max_per_ip` failures per address and `max_per_user` per user name, per `window`.
+    pub fn new(max_per_ip: u32, max_per_user: u32, window: Duration) -> Throttle {
+        Throttle {
+            per_ip: Window::new(max_per_ip, window),
+            per_user: Window::new(max_per_user, window),
         }
     }
 
-    /// Records one failure for `ip`.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let mut map = self.lock();
-        if map.len() >= MAX_TRACKED && !map.contains_key(&ip) {
-            let window = self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= window));
-            if map.len() >= MAX_TRACKED {
-                return;
-            }
-        }
-        let q = map.entry(ip).or_default();
-        q.push_back(now);
-        while q.len() > self.max_failures as usize {
-            q.pop_front();
-        }
+    /// Reserves an attempt from `ip`; false = this address is locked out (`421 4.7.0`).
+    pub fn begin_ip(&self, ip: IpAddr, now: Instant) -> bool {
+        self.per_ip.try_begin(&ip, now)
+    }
+
+    /// Ends the attempt reserved by [`Throttle::begin_ip`].
+    pub fn end_ip(&self, ip: IpAddr, now: Instant, failed: bool) {
+        self.per_ip.finish(&ip, now, failed);
+    }
+
+    /// Reserves an attempt for `user`; false = this user is locked out (`454 4.7.0`),
+    /// whatever the password, until the window passes.
+    pub fn begin_user(&self, user: &str, now: Instant) -> bool {
+        self.per_user.try_begin(&user.to_string(), now)
+    }
+
+    /// Ends the attempt reserved by [`Throttle::begin_user`].
+    pub fn end_user(&self, user: &str, now: Instant, failed: bool) {
+        self.per_user.finish(&user.to_string(), now, failed);
     }
 }
 
@@ -178,17 +239,32 @@ mod tests {
     }
 
     #[test]
-    fn throttle_window() {
-        let t = Throttle::new(3, Duration::from_secs(60));
+    fn throttle_window_counts_attempts_in_flight() {
+        let t = Throttle::new(3, 10, Duration::from_secs(60));
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
         let now = Instant::now();
-        for _ in 0..2 {
-            t.record_failure(ip, now);
+        // Three parallel attempts reserve the three slots; the fourth is refused at once.
+        assert!(t.begin_ip(ip, now) && t.begin_ip(ip, now) && t.begin_ip(ip, now));
+        assert!(!t.begin_ip(ip, now));
+        t.end_ip(ip, now, false);
+        assert!(t.begin_ip(ip, now));
+        for _ in 0..3 {
+            t.end_ip(ip, now, true);
         }
-        assert!(!t.is_blocked(ip, now));
-        t.record_failure(ip, now);
-        assert!(t.is_blocked(ip, now));
-        assert!(!t.is_blocked(ip, now + Duration::from_secs(61)));
-        assert!(!t.is_blocked("127.0.0.10".parse().unwrap(), now));
+        assert!(!t.begin_ip(ip, now));
+        assert!(t.begin_ip(ip, now + Duration::from_secs(61)));
+        assert!(t.begin_ip("127.0.0.10".parse().unwrap(), now));
+    }
+
+    #[test]
+    fn per_user_cap_is_independent_of_the_address() {
+        let t = Throttle::new(100, 2, Duration::from_secs(60));
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert!(t.begin_user("alice", now));
+            t.end_user("alice", now, true);
+        }
+        assert!(!t.begin_user("alice", now));
+        assert!(t.begin_user("bob", now));
     }
 }

@@ -36,21 +36,33 @@ impl Session {
             return Flow::Continue;
         }
         let ip = self.peer.ip();
-        if app.auth_throttle.is_blocked(ip, Instant::now()) {
+        // Reserve the attempt before anything slow happens: parallel sessions from one address
+        // cannot all pass this check before a failure is recorded.
+        if !app.auth_throttle.begin_ip(ip, Instant::now()) {
             app.metrics
                 .auth_attempts_total
                 .with_label_values(&["throttled"])
                 .inc();
+            tracing::info!(peer = %self.peer, "authentication refused: too many failures from this address");
             self.push(reply::AUTH_THROTTLED);
             return Flow::Close;
         }
+        let (flow, failed) = self.auth_exchange(mechanism, initial).await;
+        app.auth_throttle.end_ip(ip, Instant::now(), failed);
+        flow
+    }
+
+    /// Reads the credentials and checks them. Returns the flow and whether the attempt
+    /// counts as a failure for the address.
+    async fn auth_exchange(&mut self, mechanism: u64, initial: String) -> (Flow, bool) {
+        let app = self.app.clone();
         let credentials = if mechanism == AUTH_PLAIN {
             let response = if initial.is_empty() {
                 self.push(b"334 \r\n");
                 match self.sasl_line().await {
                     Some(Ok(line)) => line,
-                    Some(Err(flow)) => return flow,
-                    None => return Flow::Close,
+                    Some(Err(flow)) => return (flow, false),
+                    None => return (Flow::Close, false),
                 }
             } else if initial == "=" {
                 String::new()
@@ -62,7 +74,7 @@ impl Session {
                 None => {
                     self.errors += 1;
                     self.push(reply::AUTH_BAD_B64);
-                    return Flow::Continue;
+                    return (Flow::Continue, true);
                 }
             }
         } else if mechanism == AUTH_LOGIN {
@@ -70,8 +82,8 @@ impl Session {
                 self.push(b"334 VXNlcm5hbWU6\r\n");
                 match self.sasl_line().await {
                     Some(Ok(line)) => line,
-                    Some(Err(flow)) => return flow,
-                    None => return Flow::Close,
+                    Some(Err(flow)) => return (flow, false),
+                    None => return (Flow::Close, false),
                 }
             } else {
                 initial
@@ -79,32 +91,46 @@ impl Session {
             let Some(user) = decode_b64_line(&user).and_then(|u| String::from_utf8(u).ok()) else {
                 self.errors += 1;
                 self.push(reply::AUTH_BAD_B64);
-                return Flow::Continue;
+                return (Flow::Continue, true);
             };
             self.push(b"334 UGFzc3dvcmQ6\r\n");
             let pass = match self.sasl_line().await {
                 Some(Ok(line)) => line,
-                Some(Err(flow)) => return flow,
-                None => return Flow::Close,
+                Some(Err(flow)) => return (flow, false),
+                None => return (Flow::Close, false),
             };
             let Some(pass) = decode_b64_line(&pass) else {
                 self.errors += 1;
                 self.push(reply::AUTH_BAD_B64);
-                return Flow::Continue;
+                return (Flow::Continue, true);
             };
             (user, pass)
         } else {
             self.errors += 1;
             self.push(reply::AUTH_MECH);
-            return Flow::Continue;
+            return (Flow::Continue, false);
         };
         let (user, password) = credentials;
+        if !app.auth_throttle.begin_user(&user, Instant::now()) {
+            // Guessing spread over many addresses: this user is locked for the window,
+            // whatever the password, and the answer takes the usual failure pause.
+            app.metrics
+                .auth_attempts_total
+                .with_label_values(&["throttled"])
+                .inc();
+            tracing::info!(peer = %self.peer, user = %user.escape_debug(), "authentication refused: too many failures for this user");
+            self.errors += 1;
+            tokio::time::sleep(app.config.auth.failure_delay).await;
+            self.push(reply::AUTH_USER_LOCKED);
+            return (Flow::Continue, true);
+        }
         let check_app = app.clone();
         let check_user = user.clone();
         let ok =
             tokio::task::spawn_blocking(move || check_app.users.verify(&check_user, &password))
                 .await
                 .unwrap_or(false);
+        app.auth_throttle.end_user(&user, Instant::now(), !ok);
         if ok {
             app.metrics
                 .auth_attempts_total
@@ -113,19 +139,18 @@ impl Session {
             tracing::info!(peer = %self.peer, user = %user.escape_debug(), "authenticated");
             self.auth_user = Some(user);
             self.push(reply::AUTH_OK);
-            return Flow::Continue;
+            return (Flow::Continue, false);
         }
         app.metrics
             .auth_attempts_total
             .with_label_values(&["failure"])
             .inc();
-        app.auth_throttle.record_failure(ip, Instant::now());
         tracing::info!(peer = %self.peer, user = %user.escape_debug(), "authentication failed");
         self.errors += 1;
         // The pause makes guessing slow; it is the same for unknown users and wrong passwords.
         tokio::time::sleep(app.config.auth.failure_delay).await;
         self.push(reply::AUTH_FAILED);
-        Flow::Continue
+        (Flow::Continue, true)
     }
 
     /// One line of the SASL exchange. `Some(Err(flow))` when the client cancelled (`*`).

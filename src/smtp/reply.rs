@@ -75,6 +75,7 @@ pub const VRFY: &[u8] =
 pub const HELP: &[u8] = b"214 2.0.0 See https://www.rfc-editor.org/rfc/rfc5321\r\n";
 pub const TLS_GO: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
 pub const LINE_TOO_LONG: &[u8] = b"500 5.5.2 Error: line too long\r\n";
+pub const CONTROL_CHARS: &[u8] = b"501 5.5.2 Error: control characters in command\r\n";
 pub const UNKNOWN_COMMAND: &[u8] = b"500 5.5.2 Error: command not recognized\r\n";
 pub const NOT_IMPLEMENTED: &[u8] = b"502 5.5.1 Error: command not implemented\r\n";
 pub const NEED_HELO: &[u8] = b"503 5.5.1 Error: send HELO/EHLO first\r\n";
@@ -111,6 +112,8 @@ pub const AUTH_NOT_AVAILABLE: &[u8] = b"502 5.5.1 Error: authentication not enab
 pub const AUTH_MECH: &[u8] = b"504 5.5.4 Error: unsupported authentication mechanism\r\n";
 pub const AUTH_CANCELLED: &[u8] = b"501 5.7.0 Error: authentication cancelled\r\n";
 pub const AUTH_BAD_B64: &[u8] = b"501 5.5.2 Error: cannot decode response\r\n";
+pub const AUTH_USER_LOCKED: &[u8] =
+    b"454 4.7.0 Error: temporary authentication failure, try again later\r\n";
 pub const AUTH_THROTTLED: &[u8] =
     b"421 4.7.0 Error: too many authentication failures, try again later\r\n";
 

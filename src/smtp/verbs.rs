@@ -13,6 +13,21 @@ use super::session::{Flow, Session, Transaction};
 impl Session {
     /// Parses and answers one command line.
     pub(super) async fn handle_command(&mut self, line: &[u8]) -> Flow {
+        // smtp-proto drops a CR inside an address; a command with any control character
+        // (other than its CRLF ending) is refused before parsing, so no address is ever
+        // silently changed into another one (RELIABILITY.md §2.9).
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            self.errors += 1;
+            let verb = body.get(..4).map(|v| v.to_ascii_uppercase());
+            self.push(match verb.as_deref() {
+                Some(b"MAIL") => reply::BAD_SENDER,
+                Some(b"RCPT") => reply::BAD_RCPT,
+                _ => reply::CONTROL_CHARS,
+            });
+            return Flow::Continue;
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r.into_owned(),
             Err(e) => {
