@@ -5,6 +5,8 @@
 //! is exceeded; the policy then turns findings into a verdict. Inspection is synchronous and
 //! CPU-bound by design: the server runs it on a blocking thread with a deadline.
 
+pub mod budget;
+pub mod extract;
 mod recipients;
 mod visible;
 
