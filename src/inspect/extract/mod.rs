@@ -83,10 +83,26 @@ impl Item {
     }
 }
 
+/// Why a part could not be inspected completely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Password-protected: zip entries (ZipCrypto/AES), encrypted Office (OLE
+    /// EncryptedPackage), encrypted PDF without readable text.
+    Encrypted,
+    /// A limit of the budget was hit (bombs, huge sheets, the deadline).
+    Limit,
+    /// The format is known but the file could not be parsed (corrupt, truncated, a panic in a
+    /// parser), or the container cannot be opened at all (7z, rar).
+    Unreadable,
+    /// A document with no extractable text where text was expected (a scanned PDF).
+    NoText,
+}
+
 /// A part that could not be inspected completely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub loc: Location,
+    pub kind: ProblemKind,
     /// Operator-facing: "encrypted zip entry", "PDF could not be parsed", a limit's words.
     pub why: String,
 }
@@ -113,6 +129,7 @@ impl Extracted {
     pub fn exceeded(&mut self, loc: &Location, e: Exceeded) {
         self.problems.push(Problem {
             loc: loc.clone(),
+            kind: ProblemKind::Limit,
             why: e.describe().to_string(),
         });
     }
