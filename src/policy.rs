@@ -32,6 +32,159 @@ pub struct Policy {
     pub internal_domains: Vec<String>,
     pub recipients: RecipientsRule,
     pub visible_recipients: VisibleRule,
+    #[serde(default)]
+    pub personal_data: PersonalDataRule,
+    #[serde(default)]
+    pub address_list: AddressListRule,
+    #[serde(default)]
+    pub my_number: MyNumberRule,
+    #[serde(default)]
+    pub credentials: CredentialsRule,
+    #[serde(default)]
+    pub uninspectable: UninspectableRule,
+    #[serde(default)]
+    pub inspection: InspectionLimits,
+}
+
+/// `[personal_data]`: tables and lists of people (incidents 3 and 4; DETECTION.md R1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalDataRule {
+    /// Hold when one part, or the whole message, has more distinct personal records.
+    pub max_records: usize,
+    /// Above this (and not over `max_records`): forward with a warning.
+    pub warn_records: usize,
+    pub action: Action,
+}
+
+impl Default for PersonalDataRule {
+    fn default() -> Self {
+        PersonalDataRule {
+            max_records: 9,
+            warn_records: 3,
+            action: Action::Hold,
+        }
+    }
+}
+
+/// `[address_list]`: personal e-mail addresses inside the content (R1b).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AddressListRule {
+    /// Hold when the content shows more distinct external personal addresses than this.
+    pub max_addresses: usize,
+    pub action: Action,
+}
+
+impl Default for AddressListRule {
+    fn default() -> Self {
+        AddressListRule {
+            max_addresses: 19,
+            action: Action::Hold,
+        }
+    }
+}
+
+/// `[my_number]`: Individual Numbers (R2). Any valid number next to マイナンバー / 個人番号
+/// holds; in a people-table column, more than `max_in_column` valid numbers hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MyNumberRule {
+    pub max_in_column: usize,
+    pub action: Action,
+}
+
+impl Default for MyNumberRule {
+    fn default() -> Self {
+        MyNumberRule {
+            max_in_column: 2,
+            action: Action::Hold,
+        }
+    }
+}
+
+/// `[credentials]`: login id / password pairs (R3, incident 1's content).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsRule {
+    /// Hold when there are more pairs than this.
+    pub max_pairs: usize,
+    /// What a single pair does (an initial-password mail to one person is common).
+    pub single_pair_action: Action,
+    pub action: Action,
+}
+
+impl Default for CredentialsRule {
+    fn default() -> Self {
+        CredentialsRule {
+            max_pairs: 1,
+            single_pair_action: Action::Warn,
+            action: Action::Hold,
+        }
+    }
+}
+
+/// `[uninspectable]`: content that cannot be inspected (R6). Never a silent pass.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UninspectableRule {
+    /// Encrypted, over a limit, unreadable: `hold` (default) or `warn` (pass with a warning).
+    pub action: Action,
+    /// A document with no extractable text (a scanned PDF).
+    pub no_text_action: Action,
+}
+
+impl Default for UninspectableRule {
+    fn default() -> Self {
+        UninspectableRule {
+            action: Action::Hold,
+            no_text_action: Action::Warn,
+        }
+    }
+}
+
+/// `[inspection]`: limits per message (RELIABILITY.md §2.10–2.11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectionLimits {
+    pub max_parts: usize,
+    pub max_depth: usize,
+    pub max_archive_entries: usize,
+    pub max_inflated: crate::config::ByteSize,
+    pub max_ratio: u64,
+    pub max_cells: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_time: std::time::Duration,
+}
+
+impl Default for InspectionLimits {
+    fn default() -> Self {
+        let l = crate::inspect::budget::Limits::default();
+        InspectionLimits {
+            max_parts: l.max_parts,
+            max_depth: l.max_depth,
+            max_archive_entries: l.max_archive_entries,
+            max_inflated: crate::config::ByteSize(l.max_inflated),
+            max_ratio: l.max_ratio,
+            max_cells: l.max_cells,
+            max_time: l.time,
+        }
+    }
+}
+
+impl InspectionLimits {
+    /// The budget limits these settings describe.
+    pub fn limits(&self) -> crate::inspect::budget::Limits {
+        crate::inspect::budget::Limits {
+            max_parts: self.max_parts,
+            max_depth: self.max_depth,
+            max_archive_entries: self.max_archive_entries,
+            max_inflated: self.max_inflated.0,
+            max_ratio: self.max_ratio,
+            max_cells: self.max_cells,
+            time: self.max_time,
+        }
+    }
 }
 
 /// `[recipients]`: envelope recipients of one message (`too_many_recipients`).
@@ -215,6 +368,7 @@ mod tests {
             summary: String::new(),
             location: String::new(),
             count: None,
+            columns: Vec::new(),
         }
     }
 
@@ -222,6 +376,58 @@ mod tests {
     fn builtin_policy_loads() {
         let p = Policy::builtin().unwrap();
         assert_eq!(p.mode, Mode::Enforce);
+    }
+
+    /// The shipped file and the compiled-in defaults of the content rules agree, so a policy
+    /// directory that omits a section gets what default.toml documents.
+    #[test]
+    fn shipped_content_rules_equal_the_defaults() {
+        let p = Policy::builtin().unwrap();
+        let d = PersonalDataRule::default();
+        assert_eq!(
+            (p.personal_data.max_records, p.personal_data.warn_records),
+            (d.max_records, d.warn_records)
+        );
+        assert_eq!(
+            p.address_list.max_addresses,
+            AddressListRule::default().max_addresses
+        );
+        assert_eq!(
+            p.my_number.max_in_column,
+            MyNumberRule::default().max_in_column
+        );
+        assert_eq!(
+            p.credentials.max_pairs,
+            CredentialsRule::default().max_pairs
+        );
+        assert_eq!(
+            p.credentials.single_pair_action,
+            CredentialsRule::default().single_pair_action
+        );
+        assert_eq!(p.uninspectable.action, UninspectableRule::default().action);
+        assert_eq!(
+            p.uninspectable.no_text_action,
+            UninspectableRule::default().no_text_action
+        );
+        let (a, b) = (p.inspection.limits(), InspectionLimits::default().limits());
+        assert_eq!(
+            (
+                a.max_parts,
+                a.max_depth,
+                a.max_inflated,
+                a.max_ratio,
+                a.max_cells,
+                a.time
+            ),
+            (
+                b.max_parts,
+                b.max_depth,
+                b.max_inflated,
+                b.max_ratio,
+                b.max_cells,
+                b.time
+            )
+        );
     }
 
     #[test]

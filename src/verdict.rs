@@ -109,6 +109,9 @@ pub struct Finding {
     /// The measured count (recipients, addresses, records) when the check counts something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
+    /// The kinds of personal data involved (`name`, `date_of_birth`, `email` …), when known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
 }
 
 /// The outcome of the policy for one message.

@@ -159,7 +159,9 @@ impl Budget {
 
     /// Checks one archive entry's ratio once it is over 1 MiB.
     pub fn check_ratio(&self, inflated: u64, compressed: u64) -> Result<(), Exceeded> {
-        if inflated > 1024 * 1024 && inflated > compressed.max(1).saturating_mul(self.limits.max_ratio) {
+        if inflated > 1024 * 1024
+            && inflated > compressed.max(1).saturating_mul(self.limits.max_ratio)
+        {
             Err(Exceeded::Ratio)
         } else {
             Ok(())

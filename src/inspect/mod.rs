@@ -6,8 +6,15 @@
 //! CPU-bound by design: the server runs it on a blocking thread with a deadline.
 
 pub mod budget;
+pub mod content;
+pub mod entities;
 pub mod extract;
+pub mod lexicon;
+pub mod names;
+pub mod normalize;
+pub mod prose;
 mod recipients;
+pub mod table;
 mod visible;
 
 use mail_parser::{Message, MessageParser};
@@ -29,6 +36,8 @@ pub struct Context<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub findings: Vec<Finding>,
+    /// Every leaf attachment with its SHA-256 (for "same attachment" checks).
+    pub attachments: Vec<extract::Attachment>,
     /// The decoded Subject (at most 200 characters), for the operator's quarantine list.
     pub subject: Option<String>,
 }
@@ -49,16 +58,29 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
             summary: "the message could not be parsed as MIME".into(),
             location: "message".into(),
             count: None,
+            columns: Vec::new(),
         });
     }
     recipients::check(&ctx, &mut findings);
     visible::check(&ctx, &mut findings);
+    let mut attachments = Vec::new();
+    if let Some(message) = &ctx.message {
+        let budget = budget::Budget::new(policy.inspection.limits());
+        let extracted = extract::extract(message, &budget);
+        let parts = content::analyze(&extracted, entities::current_year());
+        findings.extend(content::findings(&parts, &extracted, policy));
+        attachments = extracted.attachments;
+    }
     let subject = ctx
         .message
         .as_ref()
         .and_then(|m| m.subject())
         .map(|s| s.chars().take(200).collect());
-    Report { findings, subject }
+    Report {
+        findings,
+        attachments,
+        subject,
+    }
 }
 
 /// The finding used when inspection cannot finish (deadline passed, inspector failed).
@@ -69,5 +91,6 @@ pub fn uninspectable(why: &str) -> Finding {
         summary: format!("inspection did not complete: {why}"),
         location: "message".into(),
         count: None,
+        columns: Vec::new(),
     }
 }

@@ -32,6 +32,7 @@ pub fn check(ctx: &Context<'_>, findings: &mut Vec<Finding>) {
             ),
             location: "envelope".into(),
             count: Some(n as u64),
+            columns: Vec::new(),
         });
     }
 }

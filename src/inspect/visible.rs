@@ -49,6 +49,7 @@ pub fn check(ctx: &Context<'_>, findings: &mut Vec<Finding>) {
             ),
             location: "header To/Cc".into(),
             count: Some(n as u64),
+            columns: Vec::new(),
         });
     }
 }

@@ -1,0 +1,603 @@
+//! Prose: bodies, document paragraphs, PDF text (DETECTION.md §4.4).
+//!
+//! - A **record line** names a person (a dictionary name, a personal e-mail, a mobile number)
+//!   together with another personal attribute (birth date, address, phone, gender …).
+//! - A **record block** is a run of `label: value` lines (`氏名：…`, `生年月日：…`) about one
+//!   person; `【1】` or numbered headings and blank lines separate blocks.
+//! - **Signatures** (after `--` or a rule line, or blocks dense in 株式会社/TEL/FAX/〒/URL)
+//!   are one person's business contact and never count; nor do the From/To/Cc lines of quoted
+//!   replies. A data list inside quoted or forwarded text still counts.
+//! - Lines with a consistent separator (tabs, commas, `|`) over ≥ 3 lines are handed back as
+//!   tables.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::entities::{self, NameShape, PhoneKind};
+use super::lexicon::{Class, classify_header};
+use super::normalize::normalize;
+
+/// What one text contains.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProseAnalysis {
+    /// Distinct personal records (lines and blocks).
+    pub records: usize,
+    /// First and last line (1-based) holding a record.
+    pub lines: Option<(usize, usize)>,
+    /// Kinds of personal data seen in records.
+    pub kinds: BTreeSet<Class>,
+    /// Personal e-mail addresses in the content (not in signatures or quoted headers).
+    pub emails: Vec<String>,
+    /// Login-id / password pairs.
+    pub credential_pairs: usize,
+    /// Valid My Numbers next to マイナンバー / 個人番号 / My Number.
+    pub my_numbers: usize,
+    /// Delimited blocks found in the text, to be analysed as tables.
+    pub tables: Vec<Vec<Vec<String>>>,
+}
+
+const MY_NUMBER_WORDS: &[&str] = &[
+    "マイナンバー",
+    "個人番号",
+    "my number",
+    "mynumber",
+    "通知カード",
+];
+const NOT_MY_NUMBER_WORDS: &[&str] = &[
+    "注文",
+    "伝票",
+    "問合せ",
+    "問い合わせ",
+    "管理番号",
+    "受付",
+    "会員番号",
+    "追跡",
+    "お届け",
+    "order",
+    "tracking",
+];
+const BUSINESS_MARKERS: &[&str] = &[
+    "株式会社",
+    "有限会社",
+    "合同会社",
+    "(株)",
+    "(有)",
+    "inc.",
+    "co.,",
+    "ltd",
+    "corporation",
+    "tel",
+    "fax",
+    "〒",
+    "url",
+    "http://",
+    "https://",
+    "www.",
+    "e-mail",
+    "email:",
+    "mail:",
+    "部",
+    "課",
+    "本社",
+    "支店",
+];
+
+fn is_rule_line(line: &str) -> bool {
+    let t = line.trim();
+    t == "--"
+        || t == "-- "
+        || (t.chars().count() >= 5 && t.chars().all(|c| "-=_*━─＿~#+・.".contains(c)))
+}
+
+fn strip_quote(line: &str) -> (&str, bool) {
+    let t = line.trim_start();
+    if t.starts_with('>') || t.starts_with('|') && t.len() > 1 && !t[1..].contains('|') {
+        (t.trim_start_matches(['>', '|', ' ']), true)
+    } else {
+        (line, false)
+    }
+}
+
+fn is_header_line(line: &str) -> bool {
+    let l = line.trim_start().to_ascii_lowercase();
+    [
+        "from:",
+        "to:",
+        "cc:",
+        "bcc:",
+        "sent:",
+        "date:",
+        "差出人:",
+        "宛先:",
+        "送信者:",
+        "送信日時:",
+        "件名:",
+        "subject:",
+        "reply-to:",
+    ]
+    .iter()
+    .any(|h| l.starts_with(h))
+        || (l.starts_with("on ") && l.trim_end().ends_with("wrote:"))
+        || l.contains("original message")
+        || l.contains("forwarded message")
+}
+
+/// Marks the lines that belong to a signature block.
+fn signature_lines(lines: &[&str]) -> Vec<bool> {
+    let mut sig = vec![false; lines.len()];
+    let mut i = 0;
+    while i < lines.len() {
+        // A block: consecutive non-empty lines.
+        if lines[i].trim().is_empty() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < lines.len() && !lines[i].trim().is_empty() {
+            i += 1;
+        }
+        let block = &lines[start..i];
+        let after_rule = start > 0 && is_rule_line(lines[start - 1]);
+        let has_rule = block.iter().position(|l| is_rule_line(l));
+        let dense = block
+            .iter()
+            .filter(|l| {
+                let low = l.to_ascii_lowercase();
+                BUSINESS_MARKERS.iter().any(|m| low.contains(m))
+            })
+            .count();
+        if block.len() <= 12 && (after_rule || dense >= 2) {
+            sig[start..i].iter_mut().for_each(|s| *s = true);
+        } else if let Some(r) = has_rule {
+            // Everything after a rule inside a block, when what follows looks like contact data.
+            let rest = &block[r + 1..];
+            if rest.len() <= 10
+                && rest.iter().any(|l| {
+                    BUSINESS_MARKERS
+                        .iter()
+                        .any(|m| l.to_ascii_lowercase().contains(m))
+                })
+            {
+                sig[start + r..i].iter_mut().for_each(|s| *s = true);
+            }
+        }
+    }
+    sig
+}
+
+/// A `label: value` line: the label's class and the value.
+fn labelled(line: &str) -> Option<(Class, &str)> {
+    let (label, value) = line.split_once([':', '\t', '='])?;
+    let value = value.trim();
+    let label = label
+        .trim()
+        .trim_start_matches(['・', '-', '*', '■', '□', '●', '○', '◆', '▼'])
+        .trim();
+    if value.is_empty() || label.chars().count() > 12 {
+        return None;
+    }
+    classify_header(label).map(|c| (c, value))
+}
+
+/// Entity kinds on one unlabelled line, and the identifier if any.
+fn line_entities(line: &str, this_year: i32) -> (Option<String>, BTreeSet<Class>) {
+    let mut kinds = BTreeSet::new();
+    let mut ident = None;
+    for e in entities::find_emails(line) {
+        if !entities::is_role_address(&e) {
+            kinds.insert(Class::Email);
+            ident.get_or_insert(e);
+        }
+    }
+    for t in entities::numeric_tokens(line) {
+        match entities::phone_kind(&t) {
+            Some(PhoneKind::Mobile) => {
+                kinds.insert(Class::Phone);
+                ident.get_or_insert(t.digits.clone());
+            }
+            Some(PhoneKind::Landline | PhoneKind::Ip) => {
+                kinds.insert(Class::Phone);
+            }
+            _ => {}
+        }
+        if t.digits.len() == 7 && t.groups == [3, 4] && line[..t.start].trim_end().ends_with('〒')
+        {
+            kinds.insert(Class::Postal);
+        }
+    }
+    for (d, _, _) in entities::find_dates(line) {
+        if entities::plausible_birth(d, this_year) && this_year - d.y >= 5 {
+            kinds.insert(Class::Dob);
+        }
+    }
+    if entities::is_address(line) {
+        kinds.insert(Class::Address);
+    }
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || ",、。/|()[]「」『』:・".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for (i, w) in words.iter().enumerate() {
+        if entities::is_gender(w) && w.chars().count() <= 2 && !w.is_ascii() {
+            kinds.insert(Class::Gender);
+        }
+        if ident.is_none() || !kinds.contains(&Class::Name) {
+            let pair = words.get(i + 1).map(|n| format!("{w} {n}"));
+            let name = if entities::name_shape(w) == NameShape::Dictionary && !w.is_ascii() {
+                Some(w.to_string())
+            } else {
+                pair.filter(|p| entities::name_shape(p) == NameShape::Dictionary)
+            };
+            if let Some(n) = name {
+                kinds.insert(Class::Name);
+                ident = Some(n);
+            }
+        }
+    }
+    (ident, kinds)
+}
+
+/// Counts credential pairs: a login-id label followed (same line or within 3 lines) by a
+/// password label, each with a plausible value.
+fn credential_pairs(lines: &[&str]) -> usize {
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut pending: Option<(usize, String)> = None;
+    for (i, line) in lines.iter().enumerate() {
+        for part in split_labels(line) {
+            let Some((class, value)) = labelled(part) else {
+                continue;
+            };
+            let value = value.split_whitespace().next().unwrap_or("");
+            let plausible = (3..=64).contains(&value.chars().count()) && !value.contains('@')
+                || value.contains('@') && class == Class::LoginId;
+            match class {
+                Class::LoginId if plausible => pending = Some((i, value.to_string())),
+                Class::Password if plausible => {
+                    if let Some((at, id)) = pending.take()
+                        && i - at <= 3
+                    {
+                        ids.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    ids.len()
+}
+
+/// `ID: a PW: b` on one line → two labelled parts.
+fn split_labels(line: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if (bytes[i] == b' ' || bytes[i] == b'/' || bytes[i] == b',') && i > start {
+            let rest = line[i..].trim_start_matches([' ', '/', ',']);
+            if let Some((label, _)) = rest.split_once(':')
+                && label.chars().count() <= 12
+                && matches!(
+                    classify_header(label),
+                    Some(Class::Password | Class::LoginId)
+                )
+            {
+                parts.push(&line[start..i]);
+                start = line.len() - rest.len();
+                i = start;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    parts.push(&line[start..]);
+    parts
+}
+
+fn my_numbers_with_context(text: &str) -> usize {
+    let mut found = HashSet::new();
+    for t in entities::numeric_tokens(text) {
+        if t.digits.len() != 12
+            || !(t.groups == [12] || t.groups == [4, 4, 4])
+            || !entities::my_number_ok(&t.digits)
+        {
+            continue;
+        }
+        let before_start = text[..t.start]
+            .char_indices()
+            .rev()
+            .nth(59)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let after_end = text[t.end..]
+            .char_indices()
+            .nth(30)
+            .map(|(i, _)| t.end + i)
+            .unwrap_or(text.len());
+        let window = text[before_start..after_end].to_lowercase();
+        let near = text[before_start..t.start].to_lowercase();
+        let near_label: String = near
+            .chars()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if MY_NUMBER_WORDS.iter().any(|w| window.contains(w))
+            && !NOT_MY_NUMBER_WORDS.iter().any(|w| near_label.contains(w))
+        {
+            found.insert(t.digits);
+        }
+    }
+    found.len()
+}
+
+/// Runs of ≥ 3 lines with the same number (≥ 2) of one separator become tables.
+fn delimited_tables(lines: &[&str], skip: &[bool]) -> (Vec<Vec<Vec<String>>>, Vec<bool>) {
+    let mut used = vec![false; lines.len()];
+    let mut tables = Vec::new();
+    for sep in ['\t', ',', '|', ';'] {
+        let mut i = 0;
+        while i < lines.len() {
+            let n = lines[i].matches(sep).count();
+            if n < 2 || used[i] || skip[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < lines.len() && !used[i] && !skip[i] && lines[i].matches(sep).count() == n {
+                i += 1;
+            }
+            if i - start >= 3 {
+                let rows = lines[start..i]
+                    .iter()
+                    .map(|l| {
+                        l.trim_matches('|')
+                            .split(sep)
+                            .map(|c| c.trim().trim_matches('"').to_string())
+                            .collect()
+                    })
+                    .collect();
+                tables.push(rows);
+                used[start..i].iter_mut().for_each(|u| *u = true);
+            }
+        }
+    }
+    (tables, used)
+}
+
+/// Analyses one text.
+pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
+    let mut out = ProseAnalysis::default();
+    let norm = normalize(text);
+    let raw_lines: Vec<&str> = norm.lines().collect();
+    let mut quoted_header = vec![false; raw_lines.len()];
+    let lines: Vec<&str> = raw_lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (body, _) = strip_quote(l);
+            quoted_header[i] = is_header_line(body);
+            body
+        })
+        .collect();
+    let sig = signature_lines(&lines);
+    let skip: Vec<bool> = (0..lines.len())
+        .map(|i| sig[i] || quoted_header[i])
+        .collect();
+    let (tables, in_table) = delimited_tables(&lines, &skip);
+    out.tables = tables;
+
+    let mut keys: HashSet<String> = HashSet::new();
+    let mut emails: BTreeSet<String> = BTreeSet::new();
+    let note = |out: &mut ProseAnalysis, line: usize| {
+        out.lines = Some(match out.lines {
+            None => (line, line),
+            Some((a, b)) => (a.min(line), b.max(line)),
+        });
+    };
+    // Label blocks: the current person's name and the other labelled kinds seen.
+    let mut block_name: Option<String> = None;
+    let mut block_kinds: BTreeSet<Class> = BTreeSet::new();
+    let mut block_line = 0;
+    let flush = |out: &mut ProseAnalysis,
+                 name: &mut Option<String>,
+                 kinds: &mut BTreeSet<Class>,
+                 at: usize,
+                 keys: &mut HashSet<String>| {
+        if let Some(n) = name.take()
+            && kinds.iter().any(|k| k.is_personal_attribute())
+            && keys.insert(n)
+        {
+            out.kinds.extend(kinds.iter().copied());
+            out.kinds.insert(Class::Name);
+            note(out, at);
+        }
+        kinds.clear();
+    };
+    for (i, line) in lines.iter().enumerate() {
+        if skip[i] {
+            continue;
+        }
+        for e in entities::find_emails(line) {
+            if !entities::is_role_address(&e) {
+                emails.insert(e);
+            }
+        }
+        if in_table[i] {
+            continue;
+        }
+        let t = line.trim();
+        let heading = t.starts_with('【')
+            || t.starts_with('[') && t.len() < 12
+            || t.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && (t.contains(". ") || t.contains("."))
+                && t.len() < 8;
+        if t.is_empty() || heading {
+            flush(
+                &mut out,
+                &mut block_name,
+                &mut block_kinds,
+                block_line,
+                &mut keys,
+            );
+            continue;
+        }
+        if let Some((class, value)) = labelled(t) {
+            match class {
+                Class::Name | Class::Kana if block_name.is_some() && class == Class::Name => {
+                    flush(
+                        &mut out,
+                        &mut block_name,
+                        &mut block_kinds,
+                        block_line,
+                        &mut keys,
+                    );
+                    block_name = Some(value.to_string());
+                    block_line = i + 1;
+                }
+                Class::Name => {
+                    block_name = Some(value.to_string());
+                    block_line = i + 1;
+                }
+                c if c.is_personal_attribute() => {
+                    block_kinds.insert(c);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let (ident, kinds) = line_entities(t, this_year);
+        if let Some(id) = ident {
+            let others = kinds
+                .iter()
+                .filter(|k| k.is_personal_attribute() || **k == Class::Name)
+                .count();
+            if others >= 2 && keys.insert(id) {
+                out.kinds.extend(kinds);
+                note(&mut out, i + 1);
+            }
+        }
+    }
+    flush(
+        &mut out,
+        &mut block_name,
+        &mut block_kinds,
+        block_line,
+        &mut keys,
+    );
+    out.records = keys.len();
+    out.emails = emails.into_iter().collect();
+    let content: Vec<&str> = (0..lines.len())
+        .filter(|&i| !skip[i])
+        .map(|i| lines[i])
+        .collect();
+    out.credential_pairs = credential_pairs(&content);
+    out.my_numbers = my_numbers_with_context(&norm);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Y: i32 = 2026;
+
+    #[test]
+    fn record_lines_count_distinct_people() {
+        let mut text = String::from("各位\n\n名簿をお送りします。\n\n");
+        let people = [
+            "山田 太郎",
+            "鈴木 花子",
+            "佐藤 健一",
+            "田中 美咲",
+            "伊藤 翔太",
+            "渡辺 陽子",
+            "山本 一郎",
+            "中村 恵子",
+            "小林 大輔",
+            "加藤 直美",
+            "吉田 誠",
+            "山口 愛",
+        ];
+        for (i, p) in people.iter().enumerate() {
+            text.push_str(&format!("{p} 090-1234-{:04} user{i}@example.jp\n", i));
+        }
+        text.push_str(&format!("{} 090-1234-0000 user0@example.jp\n", people[0]));
+        let a = analyze(&text, Y);
+        assert_eq!(a.records, 12);
+        assert_eq!(a.lines, Some((5, 16)));
+        assert_eq!(a.emails.len(), 12);
+    }
+
+    #[test]
+    fn record_blocks() {
+        let mut text = String::new();
+        for i in 0..11 {
+            text.push_str(&format!(
+                "【{}】\n氏名：{}\n生年月日：1980年{}月1日\n住所：東京都港区芝{}-1-1\n\n",
+                i + 1,
+                ["山田 太郎", "鈴木 花子", "佐藤 健一"][i % 3].replace(' ', &format!("{i}")),
+                1 + i % 12,
+                i
+            ));
+        }
+        assert_eq!(analyze(&text, Y).records, 11);
+    }
+
+    #[test]
+    fn signatures_and_quotes_do_not_count() {
+        let sig = "--\n株式会社サンプル 営業部\n山田 太郎\nTEL: 03-1234-5678 / 携帯: 090-1111-2222\nyamada@sample.co.jp\n〒100-0001 東京都千代田区千代田1-1\n";
+        let mut text = format!("お世話になっております。\n資料を送ります。\n\n{sig}\n");
+        for _ in 0..6 {
+            text.push_str("\n> お世話になっております。\n> \n");
+            for l in sig.lines() {
+                text.push_str(&format!("> {l}\n"));
+            }
+            text.push_str("> From: someone@partner.example\n> To: other@partner.example\n");
+        }
+        let a = analyze(&text, Y);
+        assert_eq!(a.records, 0, "{a:?}");
+        assert!(a.emails.is_empty(), "{:?}", a.emails);
+    }
+
+    #[test]
+    fn credentials_and_my_number() {
+        let text = "受講者各位\nログインID: learner01\nパスワード: Xy7!kk2q\n\nID: learner02 PW: Zz9#mm3r\n";
+        assert_eq!(analyze(text, Y).credential_pairs, 2);
+        assert_eq!(
+            analyze("ログインID: only-one\n初期パスワード: abcdef12\n", Y).credential_pairs,
+            1
+        );
+        assert_eq!(
+            analyze("マイナンバー：1234-5678-9018 をご確認ください", Y).my_numbers,
+            1
+        );
+        assert_eq!(
+            analyze("注文番号 123456789018 の商品を発送しました", Y).my_numbers,
+            0
+        );
+        assert_eq!(
+            analyze("個人番号カードの申請について。注文番号 123456789018", Y).my_numbers,
+            0
+        );
+    }
+
+    #[test]
+    fn delimited_lines_become_tables() {
+        let text = "一覧です\n氏名\t生年月日\t性別\n山田 太郎\t1980/01/02\t男\n鈴木 花子\t1985/03/04\t女\n";
+        let a = analyze(text, Y);
+        assert_eq!(a.tables.len(), 1);
+        assert_eq!(a.tables[0].len(), 3);
+    }
+
+    #[test]
+    fn ordinary_mail_has_nothing() {
+        let text = "山田様\n\nいつもお世話になっております。\n明日の打ち合わせは14時からでお願いします。\n会議室は3F-A です。\n\nよろしくお願いいたします。\n";
+        let a = analyze(text, Y);
+        assert_eq!(
+            (a.records, a.credential_pairs, a.my_numbers, a.emails.len()),
+            (0, 0, 0, 0)
+        );
+    }
+}
