@@ -11,6 +11,34 @@
 //! `uninspectable` hold. Nothing is ever skipped silently.
 //!
 //! Values extracted here never reach a log: only locations, counts and reasons do.
+//!
+//! Files: `mime.rs` walks the parse; `sniff.rs` types a leaf by magic and dispatches it;
+//! `text.rs` (charsets, CSV/TSV), `html.rs`, `archive.rs` (zip), `gzip.rs`, `ooxml.rs` (docx,
+//! pptx), `sheet.rs` (xlsx, xlsb), `xls.rs`, `ods.rs`, `ole.rs` and `pdf.rs` turn one format
+//! into items; `xml.rs` holds the quick-xml helpers they share.
+//!
+//! Nothing here panics on hostile input: untrusted bytes only go through functions that
+//! return `Option`/`Result`, and the third-party parsers that are known to panic (calamine,
+//! pdf-extract) run inside `catch_unwind`.
+
+mod archive;
+mod gzip;
+mod html;
+mod mime;
+mod ods;
+mod ole;
+mod ooxml;
+mod pdf;
+mod sheet;
+mod sniff;
+mod text;
+mod xls;
+mod xml;
+
+#[cfg(test)]
+mod testutil;
+
+use sha2::{Digest, Sha256};
 
 use super::budget::{Budget, Exceeded};
 
@@ -69,6 +97,8 @@ pub enum Item {
     },
     /// Rows of cells, as text. Excel date cells are rendered `YYYY-MM-DD`; whole numbers
     /// without a decimal point. Empty cells are empty strings; rows may differ in length.
+    /// In spreadsheets, runs of more than two empty rows are collapsed to two, so a row's
+    /// index is not its sheet row number.
     Table {
         loc: Location,
         rows: Vec<Vec<String>>,
@@ -136,7 +166,108 @@ impl Extracted {
 }
 
 /// Extracts every item of a parsed message. `message` is the single parse of the raw bytes.
+///
+/// Never fails: whatever cannot be read is reported in [`Extracted::problems`]. Runs
+/// synchronously on the caller's thread (PDF text extraction alone runs on a helper thread,
+/// see [`pdf`]) and stops at the budget's deadline.
 pub fn extract(message: &mail_parser::Message<'_>, budget: &Budget) -> Extracted {
-    let _ = (message, budget);
-    Extracted::default()
+    let mut ctx = Ctx::new(budget);
+    mime::walk(&mut ctx, message);
+    ctx.out
+}
+
+/// The running state of one extraction: the budget and what has been extracted so far.
+pub(crate) struct Ctx<'b> {
+    pub(crate) budget: &'b Budget,
+    pub(crate) out: Extracted,
+    /// Set once the deadline has passed or the part limit was hit: nothing more is read.
+    stopped: bool,
+}
+
+impl<'b> Ctx<'b> {
+    pub(crate) fn new(budget: &'b Budget) -> Ctx<'b> {
+        Ctx {
+            budget,
+            out: Extracted::default(),
+            stopped: false,
+        }
+    }
+
+    /// `true` once the deadline has passed or the part limit was hit (and was reported).
+    pub(crate) fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Records a problem at `loc`.
+    pub(crate) fn problem(&mut self, loc: &Location, kind: ProblemKind, why: impl Into<String>) {
+        self.out.problems.push(Problem {
+            loc: loc.clone(),
+            kind,
+            why: why.into(),
+        });
+    }
+
+    /// Records a limit hit at `loc`. The deadline and the part limit are message-wide: they
+    /// are reported once and stop everything.
+    pub(crate) fn exceeded(&mut self, loc: &Location, e: Exceeded) {
+        if matches!(e, Exceeded::Time | Exceeded::Parts) {
+            if self.stopped {
+                return;
+            }
+            self.stopped = true;
+        }
+        self.out.exceeded(loc, e);
+    }
+
+    /// Checks the deadline; on expiry records it at `loc` and returns `false`.
+    pub(crate) fn time_ok(&mut self, loc: &Location) -> bool {
+        if self.stopped {
+            return false;
+        }
+        match self.budget.check_time() {
+            Ok(()) => true,
+            Err(e) => {
+                self.exceeded(loc, e);
+                false
+            }
+        }
+    }
+
+    /// Adds a text item unless it is blank.
+    pub(crate) fn text(&mut self, loc: Location, kind: TextKind, text: String) {
+        if !text.trim().is_empty() {
+            self.out.items.push(Item::Text { loc, kind, text });
+        }
+    }
+
+    /// Adds a table item unless every cell is blank.
+    pub(crate) fn table(&mut self, loc: Location, rows: Vec<Vec<String>>) {
+        if rows.iter().flatten().any(|c| !c.trim().is_empty()) {
+            self.out.items.push(Item::Table { loc, rows });
+        }
+    }
+
+    /// Records a leaf attachment as it arrived.
+    pub(crate) fn attachment(&mut self, name: &str, bytes: &[u8]) {
+        self.out.attachments.push(Attachment {
+            name: name.to_string(),
+            sha256: Sha256::digest(bytes).into(),
+            size: bytes.len() as u64,
+        });
+    }
+}
+
+/// `parent > name`: the location of something inside `parent` (an archive entry, a
+/// decompressed file, a part of an attached message).
+pub(crate) fn child(parent: &Location, name: &str) -> Location {
+    Location::new(format!("{} > {}", parent.part, clean_name(name)))
+}
+
+/// A name from untrusted input, fit for a location: control characters replaced, at most
+/// 200 characters.
+pub(crate) fn clean_name(name: &str) -> String {
+    name.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
