@@ -577,6 +577,13 @@ pub fn is_kana_name(value: &str) -> bool {
         && v.chars().any(|c| c != ' ' && c != 'ー')
 }
 
+/// A full name reading: two katakana words (`ヤマダ タロウ`). Single katakana words are
+/// too common (place names, products) to count without a header.
+pub fn is_kana_full_name(value: &str) -> bool {
+    let v = value.trim();
+    is_kana_name(v) && v.split(' ').filter(|w| !w.is_empty()).count() == 2
+}
+
 /// 男 / 女 / male / female …
 pub fn is_gender(value: &str) -> bool {
     matches!(

@@ -164,8 +164,32 @@ fn signature_lines(lines: &[&str]) -> Vec<bool> {
     sig
 }
 
-/// A `label: value` line: the label's class and the value.
+/// The line without a leading list marker (`1.`, `(2)`, `③`, `・`, `-`).
+fn strip_marker(line: &str) -> &str {
+    let t = line.trim_start();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && digits <= 3 && t[digits..].starts_with(['.', ')', '、']) {
+        return t[digits + 1..].trim_start();
+    }
+    if let Some(rest) = t.strip_prefix('(') {
+        let d = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if d > 0 && rest[d..].starts_with(')') {
+            return rest[d + 1..].trim_start();
+        }
+    }
+    let first = t.chars().next().unwrap_or(' ');
+    if ('\u{2460}'..='\u{2473}').contains(&first) || "・-*■□●○◆▼".contains(first) {
+        return t[first.len_utf8()..].trim_start();
+    }
+    t
+}
+
+/// A `label: value` line: the label's class and the value. A line with several labels
+/// (`生年月日：… 携帯：…`) is an inline record, read by the entity scan instead.
 fn labelled(line: &str) -> Option<(Class, &str)> {
+    if line.matches(':').count() > 1 && !line.contains("://") {
+        return None;
+    }
     let (label, value) = line.split_once([':', '\t', '='])?;
     let value = value.trim();
     let label = label
@@ -213,7 +237,7 @@ fn line_entities(line: &str, this_year: i32) -> (Option<String>, BTreeSet<Class>
         kinds.insert(Class::Address);
     }
     let words: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || ",、。/|()[]「」『』:・".contains(c))
+        .split(|c: char| c.is_whitespace() || ",、。/|()[]「」『』:・\"{}'".contains(c))
         .filter(|w| !w.is_empty())
         .collect();
     for (i, w) in words.iter().enumerate() {
@@ -338,9 +362,14 @@ fn delimited_tables(lines: &[&str], skip: &[bool]) -> (Vec<Vec<Vec<String>>>, Ve
     let mut tables = Vec::new();
     for sep in ['\t', ',', '|', ';'] {
         let mut i = 0;
+        // JSON objects per line have constant commas too, but they are records, not rows.
+        let json = |l: &str| {
+            let t = l.trim();
+            t.starts_with('{') || t.starts_with('[')
+        };
         while i < lines.len() {
             let n = lines[i].matches(sep).count();
-            if n < 2 || used[i] || skip[i] {
+            if n < 2 || used[i] || skip[i] || json(lines[i]) {
                 i += 1;
                 continue;
             }
@@ -427,7 +456,7 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
         if in_table[i] {
             continue;
         }
-        let t = line.trim();
+        let t = strip_marker(line.trim());
         let heading = t.starts_with('【')
             || t.starts_with('[') && t.len() < 12
             || t.chars().next().is_some_and(|c| c.is_ascii_digit())
@@ -581,6 +610,38 @@ mod tests {
             analyze("個人番号カードの申請について。注文番号 123456789018", Y).my_numbers,
             0
         );
+    }
+
+    #[test]
+    fn inline_records_with_list_markers_json_and_vcards() {
+        let mut text = String::new();
+        let people = [
+            "佐々木 学",
+            "酒井 香織",
+            "柴田 幸子",
+            "高木 遥",
+            "安藤 千尋",
+            "藤田 美穂",
+            "遠藤 正樹",
+            "市川 沙織",
+            "竹内 蓮",
+            "宮本 純一",
+            "近藤 悠斗",
+        ];
+        for (i, p) in people.iter().enumerate() {
+            text.push_str(&format!(
+                "{}．{}　生年月日：１９６４年１１月{}日　携帯：０９０－８３７５－８４{:02}\n",
+                i + 1,
+                p.replace(' ', "　"),
+                i + 1,
+                i
+            ));
+        }
+        assert_eq!(analyze(&text, Y).records, 11);
+        let json: String = people.iter().enumerate().map(|(i, p)| format!("{{\"id\": {i}, \"name\": \"{p}\", \"email\": \"u{i}@example.ne.jp\", \"birthday\": \"1961-12-{:02}\"}}\n", i + 1)).collect();
+        assert_eq!(analyze(&json, Y).records, 11);
+        let vcf: String = people.iter().enumerate().map(|(i, p)| format!("BEGIN:VCARD\nVERSION:3.0\nN:{};;;\nFN:{p}\nTEL;TYPE=CELL:090-1180-90{i:02}\nEMAIL;TYPE=HOME:v{i}@example.com\nEND:VCARD\n", p.replace(' ', ";"))).collect();
+        assert_eq!(analyze(&vcf, Y).records, 11);
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn shape(v: &str, this_year: i32) -> Option<Shape> {
     if entities::is_address(v) {
         return Some(Shape::Address);
     }
-    if entities::is_kana_name(v) {
+    if entities::is_kana_full_name(v) {
         return Some(Shape::Kana);
     }
     match entities::name_shape(v) {
@@ -461,6 +461,18 @@ mod tests {
             analyze(&t(&[&["氏名", "生年月日", "住所", "電話番号"]]), &ctx()).records,
             0
         );
+        // Postal-code master: single katakana place readings are not name readings.
+        let mut postal = t(&[&["郵便番号", "都道府県", "市区町村", "町域", "町域カナ"]]);
+        for i in 0..40 {
+            postal.push(vec![
+                format!("{:07}", 1_000_000 + i * 7),
+                "東京都".into(),
+                "練馬区".into(),
+                "豊玉北".into(),
+                "トヨタマキタ".into(),
+            ]);
+        }
+        assert_eq!(analyze(&postal, &ctx()).records, 0);
         // Store list: landline + address, no person.
         let mut stores = t(&[&["店舗名", "電話番号", "住所"]]);
         for i in 0..30 {
