@@ -5,6 +5,8 @@
 //! Peak = the process high-water mark (VmHWM) after inspection minus the resident size
 //! just before it (with the message already built and in memory).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/e2e/common/fixtures.rs"]
 mod fixtures;
 

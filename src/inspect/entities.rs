@@ -65,7 +65,7 @@ pub fn luhn_ok(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A card number: 13–19 digits, a known issuer prefix, Luhn.
@@ -515,7 +515,7 @@ pub fn name_shape(value: &str) -> NameShape {
         .trim_end_matches("さん")
         .trim();
     let n = v.chars().count();
-    if n < 2 || n > 24 {
+    if !(2..=24).contains(&n) {
         return NameShape::No;
     }
     let parts: Vec<&str> = v.split([' ', '\t']).filter(|p| !p.is_empty()).collect();

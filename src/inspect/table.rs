@@ -50,7 +50,7 @@ pub struct TableAnalysis {
     pub emails: Vec<String>,
 }
 
-fn cell<'a>(rows: &'a [Vec<String>], r: usize, c: usize) -> &'a str {
+fn cell(rows: &[Vec<String>], r: usize, c: usize) -> &str {
     rows.get(r)
         .and_then(|row| row.get(c))
         .map(|s| s.trim())

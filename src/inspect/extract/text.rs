@@ -76,6 +76,16 @@ const SNIFF_RECORDS: usize = 50;
 /// least once) in at least 80 % of the first non-empty records, over at least 3 records.
 /// Quotes are honoured, so quoted delimiters and line breaks do not count.
 pub(super) fn sniff_delimiter(text: &str) -> Option<u8> {
+    // JSON Lines have constant commas too, but each line is an object, not a row: leave them
+    // to the prose scan, which reads each line as one record.
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim_start();
+    if first.starts_with('{') || first.starts_with('[') {
+        return None;
+    }
     let mut best: Option<(usize, u8)> = None;
     for delim in DELIMITERS {
         let counts = counts_per_record(text, delim);
@@ -226,6 +236,10 @@ mod tests {
                 None,
             ),
             ("just one line of prose", None),
+            (
+                "{\"a\": 1, \"b\": 2}\n{\"a\": 3, \"b\": 4}\n{\"a\": 5, \"b\": 6}\n",
+                None,
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(sniff_delimiter(text), *want, "{text:?}");
