@@ -118,13 +118,16 @@ const MAX_SURNAME_CHARS: usize = 4;
 
 /// The length in bytes of a dictionary surname at the start of `s`, longest match first.
 pub fn surname_prefix(s: &str) -> Option<usize> {
-    let ends: Vec<usize> = s
-        .char_indices()
-        .map(|(i, c)| i + c.len_utf8())
-        .take(MAX_SURNAME_CHARS)
-        .collect();
-    ends.into_iter()
+    let mut ends = [0usize; MAX_SURNAME_CHARS];
+    let mut n = 0;
+    for (i, c) in s.char_indices().take(MAX_SURNAME_CHARS) {
+        ends[n] = i + c.len_utf8();
+        n += 1;
+    }
+    ends[..n]
+        .iter()
         .rev()
+        .copied()
         .find(|&end| SURNAMES.contains(&s[..end]))
 }
 

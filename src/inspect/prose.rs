@@ -97,8 +97,12 @@ fn strip_quote(line: &str) -> (&str, bool) {
     }
 }
 
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 fn is_header_line(line: &str) -> bool {
-    let l = line.trim_start().to_ascii_lowercase();
+    let l = line.trim_start();
     [
         "from:",
         "to:",
@@ -115,10 +119,25 @@ fn is_header_line(line: &str) -> bool {
         "reply-to:",
     ]
     .iter()
-    .any(|h| l.starts_with(h))
-        || (l.starts_with("on ") && l.trim_end().ends_with("wrote:"))
-        || l.contains("original message")
-        || l.contains("forwarded message")
+    .any(|h| starts_with_ci(l, h))
+        || (starts_with_ci(l, "on ") && l.trim_end().ends_with("wrote:"))
+        || (l.contains("essage") && {
+            let low = l.to_ascii_lowercase();
+            low.contains("original message") || low.contains("forwarded message")
+        })
+}
+
+/// One automaton for the business markers of signatures (ASCII case-insensitive).
+static BUSINESS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(BUSINESS_MARKERS)
+            .ok()
+    });
+
+fn is_business(line: &str) -> bool {
+    BUSINESS.as_ref().is_some_and(|ac| ac.is_match(line))
 }
 
 /// Marks the lines that belong to a signature block.
@@ -138,25 +157,13 @@ fn signature_lines(lines: &[&str]) -> Vec<bool> {
         let block = &lines[start..i];
         let after_rule = start > 0 && is_rule_line(lines[start - 1]);
         let has_rule = block.iter().position(|l| is_rule_line(l));
-        let dense = block
-            .iter()
-            .filter(|l| {
-                let low = l.to_ascii_lowercase();
-                BUSINESS_MARKERS.iter().any(|m| low.contains(m))
-            })
-            .count();
+        let dense = block.iter().filter(|l| is_business(l)).count();
         if block.len() <= 12 && (after_rule || dense >= 2) {
             sig[start..i].iter_mut().for_each(|s| *s = true);
         } else if let Some(r) = has_rule {
             // Everything after a rule inside a block, when what follows looks like contact data.
             let rest = &block[r + 1..];
-            if rest.len() <= 10
-                && rest.iter().any(|l| {
-                    BUSINESS_MARKERS
-                        .iter()
-                        .any(|m| l.to_ascii_lowercase().contains(m))
-                })
-            {
+            if rest.len() <= 10 && rest.iter().any(|l| is_business(l)) {
                 sig[start + r..i].iter_mut().for_each(|s| *s = true);
             }
         }
@@ -233,7 +240,9 @@ fn line_entities(line: &str, this_year: i32) -> (Option<String>, BTreeSet<Class>
             kinds.insert(Class::Dob);
         }
     }
-    if entities::is_address(line) {
+    if line.contains(['都', '道', '府', '県', '市', '区', '町', '村', '郡'])
+        && entities::is_address(line)
+    {
         kinds.insert(Class::Address);
     }
     let words: Vec<&str> = line
@@ -494,6 +503,11 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
                 }
                 _ => {}
             }
+            continue;
+        }
+        // A record line carries a date, a number or an address: lines with neither digits nor
+        // `@` cannot hold one, and most prose lines are skipped here cheaply.
+        if !t.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
             continue;
         }
         let (ident, kinds) = line_entities(t, this_year);
