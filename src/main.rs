@@ -24,6 +24,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&config);
+    // Parser panics (pdf-extract, calamine) are caught around each extraction, but the default
+    // hook would print their messages, which can quote mail content. Log the location only.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(location = %at, thread = std::thread::current().name().unwrap_or("?"), "panic (message withheld: it may quote mail content)");
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

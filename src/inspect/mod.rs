@@ -62,15 +62,17 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
         });
     }
     recipients::check(&ctx, &mut findings);
-    visible::check(&ctx, &mut findings);
     let mut attachments = Vec::new();
+    let mut attendees = Vec::new();
     if let Some(message) = &ctx.message {
         let budget = budget::Budget::new(policy.inspection.limits());
         let extracted = extract::extract(message, &budget);
+        attendees = calendar_attendees(&extracted);
         let parts = content::analyze(&extracted, entities::current_year());
         findings.extend(content::findings(&parts, &extracted, policy));
         attachments = extracted.attachments;
     }
+    visible::check(&ctx, &attendees, &mut findings);
     let subject = ctx
         .message
         .as_ref()
@@ -83,6 +85,30 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
     }
 }
 
+/// `ATTENDEE;...:mailto:x@y` addresses of calendar parts (unfolded lines).
+fn calendar_attendees(ex: &extract::Extracted) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in &ex.items {
+        if let extract::Item::Text {
+            kind: extract::TextKind::Calendar,
+            text,
+            ..
+        } = item
+        {
+            let unfolded = text.replace("\r\n ", "").replace("\n ", "");
+            for line in unfolded
+                .lines()
+                .filter(|l| l.len() > 8 && l[..8].eq_ignore_ascii_case("ATTENDEE"))
+            {
+                out.extend(entities::find_emails(line));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The finding used when inspection cannot finish (deadline passed, inspector failed).
 pub fn uninspectable(why: &str) -> Finding {
     Finding {
@@ -92,5 +118,71 @@ pub fn uninspectable(why: &str) -> Finding {
         location: "message".into(),
         count: None,
         columns: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Envelope {
+        Envelope {
+            mail_from: "a@corp.example".into(),
+            rcpt_to: vec!["b@x.example".into()],
+            smtputf8: false,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            helo: "h".into(),
+            auth_user: None,
+            tls: false,
+        }
+    }
+
+    /// An expired inspection budget is never a silent pass.
+    #[test]
+    fn an_exhausted_budget_holds_as_uninspectable() {
+        let mut policy = Policy::builtin().unwrap();
+        policy.inspection.max_time = std::time::Duration::ZERO;
+        let m = b"Subject: x\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+        let r = inspect(&env(), m, &policy);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::Uninspectable && f.action == Action::Hold),
+            "{:?}",
+            r.findings
+        );
+        assert_eq!(
+            policy.decide(r.findings).decision,
+            crate::verdict::Decision::Hold
+        );
+    }
+
+    /// Calendar attendees are visible recipients (DETECTION.md §4.5), never content records.
+    #[test]
+    fn calendar_attendees_count_as_visible_recipients() {
+        let policy = Policy::builtin().unwrap();
+        let mut ics = String::from("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n");
+        for i in 0..30 {
+            ics.push_str(&format!(
+                "ATTENDEE;CN=Person {i};ROLE=REQ-PARTICIPANT:mailto:p{i}@d{}.example\r\n",
+                i % 15
+            ));
+        }
+        ics.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
+        let m = format!(
+            "Subject: invite\r\nTo: p0@d0.example\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\n{ics}"
+        );
+        let r = inspect(&env(), m.as_bytes(), &policy);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.reason == HoldReason::VisibleRecipients)
+            .unwrap();
+        assert_eq!(f.count, Some(30));
+        assert!(
+            !r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::PersonalData)
+        );
     }
 }

@@ -234,6 +234,21 @@ fn line_entities(line: &str, this_year: i32) -> (Option<String>, BTreeSet<Class>
         {
             kinds.insert(Class::Postal);
         }
+        // Financial attributes: a card number (Luhn + issuer), or a 7-digit account number
+        // next to 口座 / 普通 / 当座.
+        let card_groups = matches!(
+            t.groups.as_slice(),
+            [16] | [4, 4, 4, 4] | [4, 6, 5] | [15] | [14] | [4, 6, 4]
+        );
+        if card_groups && entities::card_ok(&t.digits) {
+            kinds.insert(Class::Finance);
+        }
+        if t.digits.len() == 7
+            && t.groups == [7]
+            && (line.contains("口座") || line.contains("普通") || line.contains("当座"))
+        {
+            kinds.insert(Class::Finance);
+        }
     }
     for (d, _, _) in entities::find_dates(line) {
         if entities::plausible_birth(d, this_year) && this_year - d.y >= 5 {
@@ -656,6 +671,14 @@ mod tests {
         assert_eq!(analyze(&json, Y).records, 11);
         let vcf: String = people.iter().enumerate().map(|(i, p)| format!("BEGIN:VCARD\nVERSION:3.0\nN:{};;;\nFN:{p}\nTEL;TYPE=CELL:090-1180-90{i:02}\nEMAIL;TYPE=HOME:v{i}@example.com\nEND:VCARD\n", p.replace(' ', ";"))).collect();
         assert_eq!(analyze(&vcf, Y).records, 11);
+    }
+
+    #[test]
+    fn cards_and_bank_accounts_are_financial_attributes() {
+        let text = "山田 太郎 カード 4111 1111 1111 1111\n鈴木 花子 普通 1234567\n佐藤 健一 4111 1111 1111 1112\n";
+        let a = analyze(text, Y);
+        assert_eq!(a.records, 2, "{a:?}");
+        assert!(a.kinds.contains(&Class::Finance));
     }
 
     #[test]

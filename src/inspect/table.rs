@@ -100,6 +100,7 @@ enum Shape {
     Name,
     NameLoose,
     Code,
+    Card,
 }
 
 fn shape(v: &str, this_year: i32) -> Option<Shape> {
@@ -118,6 +119,14 @@ fn shape(v: &str, this_year: i32) -> Option<Shape> {
     }
     if entities::cell_my_number(v) {
         return Some(Shape::MyNumber);
+    }
+    let digits: String = v.chars().filter(|c| c.is_ascii_digit()).collect();
+    if (13..=19).contains(&digits.len())
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+        && entities::card_ok(&digits)
+    {
+        return Some(Shape::Card);
     }
     if let Some(d) = entities::cell_date(v) {
         return Some(if entities::plausible_birth(d, this_year) {
@@ -215,6 +224,7 @@ fn column_class(header: Option<Class>, shape: Option<Shape>, birth_years: usize)
             Shape::Address => Some(Class::Address),
             Shape::Kana => Some(Class::Kana),
             Shape::Name => Some(Class::Name),
+            Shape::Card => Some(Class::Finance),
             _ => None,
         },
         (None, None) => None,

@@ -11,12 +11,21 @@ use super::Context;
 use crate::envelope::{domain_of, is_internal};
 use crate::verdict::{Finding, HoldReason};
 
-pub fn check(ctx: &Context<'_>, findings: &mut Vec<Finding>) {
+/// `attendees`: the ATTENDEE addresses of calendar parts, visible to every invitee too.
+pub fn check(ctx: &Context<'_>, attendees: &[String], findings: &mut Vec<Finding>) {
     let Some(msg) = &ctx.message else { return };
     let rule = &ctx.policy.visible_recipients;
     let internal = &ctx.policy.internal_domains;
     let mut external: HashSet<String> = HashSet::new();
     let mut domains: HashSet<String> = HashSet::new();
+    for a in attendees {
+        if let Some(domain) = domain_of(a)
+            && !is_internal(&domain, internal)
+        {
+            external.insert(a.to_lowercase());
+            domains.insert(domain);
+        }
+    }
     for name in [HeaderName::To, HeaderName::Cc] {
         for value in msg.header_values(name) {
             let HeaderValue::Address(list) = value else {
@@ -47,7 +56,7 @@ pub fn check(ctx: &Context<'_>, findings: &mut Vec<Finding>) {
                 "To/Cc show {n} external addresses in {d} domains (policy allows {} addresses, {} domains)",
                 rule.max_external_addresses, rule.max_external_domains
             ),
-            location: "header To/Cc".into(),
+            location: if attendees.is_empty() { "header To/Cc".into() } else { "header To/Cc and calendar attendees".into() },
             count: Some(n as u64),
             columns: Vec::new(),
         });

@@ -7,6 +7,7 @@
 mod common;
 
 mod cli;
+mod detection;
 mod incidents;
 mod protocol;
 mod quarantine_ops;
