@@ -45,6 +45,8 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let server = Server::start(config).await?;
+        // systemd Type=notify: listeners are bound and the store is open.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let app = server.app.clone();
         tokio::spawn(async move { signals(app).await });
         server.wait().await;
@@ -122,12 +124,13 @@ async fn signals(app: std::sync::Arc<mailbrake::server::App>) {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match app.reload_policy() {
+            _ = hup.recv() => match { let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]); let r = app.reload_policy(); let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]); r } {
                 Ok(()) => tracing::info!("policy reloaded (SIGHUP)"),
                 Err(e) => tracing::error!(error = %e, "policy reload failed; the old policy stays"),
             },
         }
     }
     tracing::info!("shutting down: no new connections; sessions in DATA may finish");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     app.shutdown.cancel();
 }
