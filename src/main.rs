@@ -124,7 +124,7 @@ async fn signals(app: std::sync::Arc<mailbrake::server::App>) {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => match { let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]); let r = app.reload_policy(); let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]); r } {
+            _ = hup.recv() => match app.reload_policy() {
                 Ok(()) => tracing::info!("policy reloaded (SIGHUP)"),
                 Err(e) => tracing::error!(error = %e, "policy reload failed; the old policy stays"),
             },
