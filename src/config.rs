@@ -25,6 +25,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
     pub quarantine: QuarantineConfig,
+    pub notify: NotifyConfig,
     pub log: LogConfig,
 }
 
@@ -311,6 +312,31 @@ impl Default for QuarantineConfig {
     }
 }
 
+/// `[notify]`: notices to senders whose mail was held.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Send a notice (id, reasons, whom to contact — never the content) when mail is held.
+    pub enabled: bool,
+    /// The notice's From address. Default: `mailbrake@<server.hostname>`.
+    pub from: Option<String>,
+    /// Who to contact for a release, as written in the notice.
+    pub contact: String,
+    /// Notices per sender per hour (a brake holding thousands sends only a few).
+    pub max_per_sender_per_hour: u32,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: false,
+            from: None,
+            contact: "your mail administrator".to_string(),
+            max_per_sender_per_hour: 3,
+        }
+    }
+}
+
 /// `[log]`: format of the log lines on stderr.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -530,6 +556,14 @@ impl Config {
                 "upstream.ca_file: {} is not a readable file",
                 p.display()
             ));
+        }
+        if let Some(f) = &self.notify.from
+            && (f.contains(['<', '>', '\r', '\n', ' ']) || !f.contains('@'))
+        {
+            problems.push(format!("notify.from: {f:?} is not a plain address"));
+        }
+        if self.notify.contact.chars().any(char::is_control) {
+            problems.push("notify.contact: must not contain control characters".into());
         }
         if problems.is_empty() {
             Ok(())

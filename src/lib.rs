@@ -10,6 +10,8 @@
 //!   pieces ([`smtp::line`], [`smtp::data`]) are sans-IO and unit-tested.
 //! - [`inspect`]: parse a message once and run every check over it → [`verdict::Finding`]s.
 //! - [`policy`]: `policies/*.toml` → typed thresholds; findings → [`verdict::Verdict`].
+//! - [`batch`]: the sender's batch: rate windows, surges, brakes, known attachments,
+//!   cross-recipient data.
 //! - [`pipeline`]: what happens after the final dot: inspect, decide, forward / hold / reject.
 //! - [`relay`]: delivery to the upstream server (lettre pool) or to the local outbox.
 //! - [`quarantine`]: durable spool files + sled index; the only code that touches sled.
@@ -20,16 +22,19 @@
 //! Nothing here logs message content or detected values: logs carry ids, counts and reasons.
 
 pub mod admin;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod envelope;
 pub mod ids;
 pub mod inspect;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod policy;
 pub mod quarantine;
 pub mod relay;
+pub mod rewrite;
 pub mod server;
 pub mod smtp;
 pub mod verdict;

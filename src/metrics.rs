@@ -34,6 +34,10 @@ pub struct Metrics {
     pub auth_attempts_total: IntCounterVec,
     pub breakers_open: IntGauge,
     pub breaker_trips_total: IntCounter,
+    /// Hold notices to senders by result: `sent`, `failed`, `suppressed` (rate limit).
+    pub notices_total: IntCounterVec,
+    /// Senders whose batch state is in memory now.
+    pub senders_active: IntGauge,
     /// Duration of one durable quarantine commit (a batch of spool files).
     pub store_commit_duration_seconds: Histogram,
     /// Free bytes in the data directory's file system (set at scrape time).
@@ -150,6 +154,13 @@ impl Metrics {
                 register(&r, Box::new(c.clone()), "breaker_trips_total");
                 c
             },
+            notices_total: counter_vec(
+                &r,
+                "notices_total",
+                "Hold notices to senders by result.",
+                &["result"],
+            ),
+            senders_active: gauge(&r, "senders_active", "Senders with batch state in memory."),
             store_commit_duration_seconds: histogram(
                 &r,
                 "store_commit_duration_seconds",
@@ -193,6 +204,9 @@ impl Metrics {
         }
         for v in ["success", "failure", "throttled"] {
             m.auth_attempts_total.with_label_values(&[v]);
+        }
+        for v in ["sent", "failed", "suppressed"] {
+            m.notices_total.with_label_values(&[v]);
         }
         m
     }

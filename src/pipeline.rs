@@ -1,14 +1,18 @@
-//! After the final dot: inspect, decide, then forward, hold or reject — and the reply.
+//! After the final dot: inspect, judge the sender's batch, decide, then forward (as is or with
+//! To/Cc made undisclosed), delay, hold or reject — and the reply.
 //!
 //! `250` is sent only when the upstream accepted the message (its own reply is passed on) or
-//! when the quarantine has made it durable (`250 2.0.0 Ok: held as <id>`). Any storage
-//! failure answers `451 4.3.5`; inspection that cannot finish holds as `uninspectable`.
+//! when the quarantine has made it durable (`250 2.0.0 Ok: held as <id>`, also for timed
+//! holds). Any storage failure answers `451 4.3.5`; inspection that cannot finish holds as
+//! `uninspectable`. A message that is not sent after all (upstream 4xx, policy reject) is
+//! taken back out of the sender's windows, so a retry is counted once.
 //! Every message ends in exactly one `info` log event with its id, verdict and reasons.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::envelope::Envelope;
+use crate::batch::Observation;
+use crate::envelope::{Envelope, domain_of, is_internal};
 use crate::inspect::{self, Report};
 use crate::policy::Policy;
 use crate::quarantine::spool::SpoolMeta;
@@ -18,17 +22,21 @@ use crate::server::App;
 use crate::smtp::reply::{self, Reply};
 use crate::verdict::{Decision, HoldReason, Verdict};
 
-/// Inspects `message` off the async workers, within the inspection deadline.
+/// Inspects `message` off the async workers, within the inspection deadline. Attachments of
+/// held messages are recognised without scanning (`known_attachment`).
 pub async fn inspect_bounded(
-    app: &App,
+    app: &Arc<App>,
     policy: Arc<Policy>,
     envelope: &Envelope,
     message: &Arc<Vec<u8>>,
 ) -> Report {
     let env = envelope.clone();
     let msg = Arc::clone(message);
+    let a = Arc::clone(app);
     let started = Instant::now();
-    let task = tokio::task::spawn_blocking(move || inspect::inspect(&env, &msg, &policy));
+    let task = tokio::task::spawn_blocking(move || {
+        inspect::inspect_with(&env, &msg, &policy, &|d| a.batches.known.contains(d))
+    });
     let report = match tokio::time::timeout(app.config.limits.inspect_timeout, task).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => {
@@ -49,18 +57,85 @@ pub async fn inspect_bounded(
     report
 }
 
+fn names(reasons: &[HoldReason]) -> Vec<&'static str> {
+    reasons.iter().map(|r| r.as_str()).collect()
+}
+
 /// Handles one received message and returns the reply for the client.
 pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Vec<u8>) -> Reply {
     let message = Arc::new(message);
     let policy = app.policy();
     let report = inspect_bounded(app, Arc::clone(&policy), &envelope, &message).await;
-    let subject = report.subject.clone();
-    let verdict = policy.decide(report.findings);
+    let now = unix_now();
+    let mut obs = app.batches.observe(&policy, &envelope, &report.tokens, now);
+    let mut findings = report.findings;
+    findings.append(&mut obs.findings);
+    let mut verdict = policy.decide(findings);
+    let external = envelope
+        .rcpt_to
+        .iter()
+        .any(|r| domain_of(r).is_some_and(|d| !is_internal(&d, &policy.internal_domains)));
+    if !verdict.monitor
+        && matches!(verdict.decision, Decision::Forward | Decision::Bcc)
+        && policy.delay.external_mail
+        && external
+    {
+        verdict.decision = Decision::Delay;
+    }
     count_decision(app, &verdict);
+    if let Some(r) = app.batches.after_verdict(&policy, &obs, &verdict, now) {
+        app.metrics.breaker_trips_total.inc();
+        tracing::warn!(sender = %envelope.sender_key().escape_debug(), reason = r.as_str(), id = %id,
+            "sender brake opened: everything from this sender is held until `mailbrake breaker reset`");
+    }
+    let subject = report.subject;
     match verdict.decision {
-        Decision::Forward => forward(app, &id, &envelope, &message, &verdict).await,
-        Decision::Hold => hold(app, id, envelope, message, verdict, subject).await,
+        Decision::Forward => finish_forward(
+            app,
+            &obs,
+            forward(app, &id, &envelope, &message, &verdict).await,
+        ),
+        Decision::Bcc => {
+            let rewritten = crate::rewrite::undisclosed_recipients(&message);
+            finish_forward(
+                app,
+                &obs,
+                forward(app, &id, &envelope, &rewritten, &verdict).await,
+            )
+        }
+        Decision::Hold => {
+            let r = hold(
+                app,
+                id,
+                envelope,
+                message,
+                &verdict,
+                subject,
+                report.implicated,
+                None,
+            )
+            .await;
+            if !r.is_positive() {
+                app.batches.undo(&obs);
+            }
+            r
+        }
+        Decision::Delay => {
+            let until = now + policy.delay.duration.as_secs();
+            hold(
+                app,
+                id,
+                envelope,
+                message,
+                &verdict,
+                subject,
+                Vec::new(),
+                Some(until),
+            )
+            .await
+        }
         Decision::Reject => {
+            app.batches.undo(&obs);
             app.metrics
                 .messages_total
                 .with_label_values(&["reject"])
@@ -72,12 +147,16 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
     }
 }
 
-fn names(reasons: &[HoldReason]) -> Vec<&'static str> {
-    reasons.iter().map(|r| r.as_str()).collect()
+/// A forward that did not end in 2xx did not send anything: take it out of the windows.
+fn finish_forward(app: &App, obs: &Observation, r: Reply) -> Reply {
+    if !r.is_positive() {
+        app.batches.undo(obs);
+    }
+    r
 }
 
 fn count_decision(app: &App, v: &Verdict) {
-    if v.policy_decision == Decision::Forward {
+    if matches!(v.policy_decision, Decision::Forward | Decision::Bcc) {
         return;
     }
     let mode = if v.monitor { "monitor" } else { "enforce" };
@@ -104,13 +183,18 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
     } else {
         Vec::new()
     };
+    let how = if verdict.decision == Decision::Bcc {
+        "forward (To/Cc undisclosed)"
+    } else {
+        "forward"
+    };
     match result {
         Ok(r) => {
             app.metrics
                 .upstream_requests_total
                 .with_label_values(&["ok"])
                 .inc();
-            tracing::info!(id = %id, verdict = "forward", monitor_would = ?monitor_reasons,
+            tracing::info!(id = %id, verdict = how, monitor_would = ?monitor_reasons,
                 rcpts = env.rcpt_to.len(), size = message.len(), upstream = %r, "message forwarded");
             r
         }
@@ -119,7 +203,7 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["tempfail"])
                 .inc();
-            tracing::warn!(id = %id, verdict = "forward", reply = %r, "upstream failed temporarily; client told to retry");
+            tracing::warn!(id = %id, verdict = how, reply = %r, "upstream failed temporarily; client told to retry");
             r
         }
         Err(DeliveryError::Permanent(r)) => {
@@ -127,38 +211,52 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["permfail"])
                 .inc();
-            tracing::info!(id = %id, verdict = "forward", reply = %r, "upstream refused the message");
+            tracing::info!(id = %id, verdict = how, reply = %r, "upstream refused the message");
             r
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn hold(
-    app: &App,
+    app: &Arc<App>,
     id: String,
     envelope: Envelope,
     message: Arc<Vec<u8>>,
-    verdict: Verdict,
+    verdict: &Verdict,
     subject: Option<String>,
+    implicated: Vec<String>,
+    release_after: Option<u64>,
 ) -> Reply {
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
+    let sender = envelope.mail_from.clone();
     let meta = SpoolMeta {
         id: id.clone(),
         envelope,
         received_at: unix_now(),
         reasons: verdict.reasons.clone(),
-        findings: verdict.findings,
+        findings: verdict.findings.clone(),
         subject,
-        release_after: None,
+        release_after,
+        attachments: implicated,
     };
     match app.quarantine.hold(meta, message).await {
-        Ok(_) => {
+        Ok(entry) => {
+            let kind = if release_after.is_some() {
+                "delay"
+            } else {
+                "hold"
+            };
             app.metrics
                 .messages_total
                 .with_label_values(&["hold"])
                 .inc();
-            tracing::info!(id = %id, verdict = "hold", reasons = ?names(&verdict.reasons), rcpts, size, "message held");
+            app.batches.known.add(&entry.attachments);
+            tracing::info!(id = %id, verdict = kind, reasons = ?names(&verdict.reasons), rcpts, size, "message held");
+            if release_after.is_none() {
+                notify(app, &id, &sender, &verdict.reasons, rcpts);
+            }
             Reply::new(250, format!("2.0.0 Ok: held as {id}"))
         }
         Err(e) => {
@@ -170,6 +268,45 @@ async fn hold(
             reply_from(reply::STORE_FAILED)
         }
     }
+}
+
+/// Sends the hold notice in the background (the client's 250 does not wait for it).
+fn notify(app: &Arc<App>, id: &str, sender: &str, reasons: &[HoldReason], rcpts: usize) {
+    if !app.notifier.enabled() || sender.is_empty() {
+        return;
+    }
+    if !app
+        .notifier
+        .take_slot(&crate::envelope::normalize_address(sender), unix_now())
+    {
+        app.metrics
+            .notices_total
+            .with_label_values(&["suppressed"])
+            .inc();
+        return;
+    }
+    let notice = app
+        .notifier
+        .compose(sender, id, reasons, rcpts, std::time::SystemTime::now());
+    let env = Envelope {
+        mail_from: String::new(),
+        rcpt_to: vec![sender.to_string()],
+        smtputf8: !sender.is_ascii(),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        helo: app.hostname.clone(),
+        auth_user: None,
+        tls: false,
+    };
+    let (a, notice_id) = (Arc::clone(app), format!("{id}-notice"));
+    tokio::spawn(async move {
+        match a.relay.deliver(&notice_id, &env, &notice).await {
+            Ok(_) => a.metrics.notices_total.with_label_values(&["sent"]).inc(),
+            Err(e) => {
+                a.metrics.notices_total.with_label_values(&["failed"]).inc();
+                tracing::warn!(id = %notice_id, error = %e.reply(), "hold notice not delivered");
+            }
+        }
+    });
 }
 
 fn reply_from(wire: &[u8]) -> Reply {
@@ -221,6 +358,7 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
             app.metrics.releases_total.with_label_values(&["ok"]).inc();
             let detail = r.to_string();
             let entry = app.quarantine.finish_release(ticket, &detail)?;
+            app.batches.known.remove(&entry.attachments);
             tracing::info!(id = %id, upstream = %detail, "held message released");
             Ok(ReleaseOutcome {
                 entry,
@@ -252,6 +390,33 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
                 already: false,
                 detail,
             })
+        }
+    }
+}
+
+/// Deletes a quarantined message (and forgets its attachments as "known").
+pub fn delete(app: &App, id: &str) -> Result<Entry, QuarantineError> {
+    let was_held = app
+        .quarantine
+        .get(id)
+        .map(|e| e.state == crate::quarantine::State::Held)
+        .unwrap_or(false);
+    let e = app.quarantine.delete(id)?;
+    if was_held {
+        app.batches.known.remove(&e.attachments);
+    }
+    tracing::info!(id = %e.id, "held message deleted");
+    Ok(e)
+}
+
+/// Sends the timed holds that are due (called by the housekeeping loop). A failed send stays
+/// held and is tried again a minute later.
+pub async fn release_due(app: &App) {
+    let now = unix_now();
+    for id in app.quarantine.due(now) {
+        match release(app, &id).await {
+            Ok(o) if o.released => tracing::info!(id = %id, "delayed message sent"),
+            Ok(_) | Err(_) => app.quarantine.postpone(&id, now + 60),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::verdict::{Action, Decision, Finding, HoldReason, Verdict};
 
@@ -44,6 +45,208 @@ pub struct Policy {
     pub uninspectable: UninspectableRule,
     #[serde(default)]
     pub inspection: InspectionLimits,
+    #[serde(default)]
+    pub sender: SenderRules,
+    #[serde(default)]
+    pub brake: BrakeRule,
+    #[serde(default)]
+    pub known_attachment: KnownAttachmentRule,
+    #[serde(default)]
+    pub cross_recipient: CrossRecipientRule,
+    #[serde(default)]
+    pub delay: DelayRule,
+}
+
+/// One sliding window of a sender's volume (`sender_rate`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRule {
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Hold when the sender's messages in the window exceed this.
+    pub max_messages: u64,
+    /// ... or its envelope recipients.
+    pub max_recipients: u64,
+    /// ... or its distinct recipient domains.
+    pub max_domains: u64,
+}
+
+/// `[sender.surge]`: far above the sender's own usual hourly volume (`sender_surge`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurgeRule {
+    /// Hold when this hour's messages exceed `multiple` × the learned hourly average ...
+    pub multiple: f64,
+    /// ... and exceed `floor`.
+    pub floor: u64,
+    /// Hours of history before surges are judged (before that, the windows alone apply).
+    pub min_history_hours: u32,
+    /// Half-life of the learned average.
+    #[serde(with = "humantime_serde")]
+    pub half_life: Duration,
+}
+
+impl Default for SurgeRule {
+    fn default() -> Self {
+        SurgeRule {
+            multiple: 10.0,
+            floor: 50,
+            min_history_hours: 24,
+            half_life: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// `[[sender.overrides]]`: a sender (address, `@domain` or `user:name`) with its own limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderOverride {
+    /// `news@corp.example`, `@corp.example` (the sender's domain) or `user:webapp` (AUTH user).
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Skip the windows, the surge check and the brake for this sender.
+    #[serde(default)]
+    pub exempt: bool,
+    /// Replace the windows for this sender.
+    #[serde(default)]
+    pub windows: Option<Vec<WindowRule>>,
+    /// Replace the surge rule for this sender.
+    #[serde(default)]
+    pub surge: Option<SurgeRule>,
+}
+
+impl SenderOverride {
+    /// True when this override applies to `sender` (a sender key: `user:x` or an address).
+    pub fn matches(&self, sender: &str) -> bool {
+        let p = self.pattern.trim();
+        if let Some(user) = p.strip_prefix("user:") {
+            return sender.strip_prefix("user:") == Some(user);
+        }
+        if let Some(domain) = p.strip_prefix('@') {
+            let domain = crate::envelope::normalize_domain(domain);
+            return crate::envelope::domain_of(sender).is_some_and(|d| d == domain);
+        }
+        crate::envelope::normalize_address(p) == sender
+    }
+}
+
+/// `[sender]`: per-sender windows, surges and overrides.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderRules {
+    pub windows: Vec<WindowRule>,
+    pub surge: SurgeRule,
+    /// A sender with at least this many messages in the shortest window is "in a batch".
+    pub batch_min_messages: u64,
+    /// What a window or surge trip does to the message that trips it.
+    pub action: Action,
+    pub overrides: Vec<SenderOverride>,
+}
+
+impl Default for SenderRules {
+    fn default() -> Self {
+        let w = |secs, m, r, d| WindowRule {
+            window: Duration::from_secs(secs),
+            max_messages: m,
+            max_recipients: r,
+            max_domains: d,
+        };
+        SenderRules {
+            windows: vec![
+                w(600, 100, 300, 30),
+                w(3600, 300, 1000, 60),
+                w(86_400, 1500, 5000, 200),
+            ],
+            surge: SurgeRule::default(),
+            batch_min_messages: 5,
+            action: Action::Hold,
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl SenderRules {
+    /// The override for `sender`, if any (the first that matches).
+    pub fn override_for(&self, sender: &str) -> Option<&SenderOverride> {
+        self.overrides.iter().find(|o| o.matches(sender))
+    }
+}
+
+/// `[brake]`: when a sender's line is stopped.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrakeRule {
+    /// Open on a `sender_rate` / `sender_surge` trip.
+    pub on_rate: bool,
+    /// Open when a message inside a batch is held for its content.
+    pub on_content_in_batch: bool,
+    /// Close by itself after this long (`0s` = only `mailbrake breaker reset`).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for BrakeRule {
+    fn default() -> Self {
+        BrakeRule {
+            on_rate: true,
+            on_content_in_batch: true,
+            cooldown: Duration::ZERO,
+        }
+    }
+}
+
+/// `[known_attachment]`: an attachment identical to one in a held message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnownAttachmentRule {
+    pub action: Action,
+}
+
+impl Default for KnownAttachmentRule {
+    fn default() -> Self {
+        KnownAttachmentRule {
+            action: Action::Hold,
+        }
+    }
+}
+
+/// `[cross_recipient]`: within a sender's batch, a message to A carrying B's data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossRecipientRule {
+    pub action: Action,
+    /// How far back the batch's recipients and their identifiers are remembered.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for CrossRecipientRule {
+    fn default() -> Self {
+        CrossRecipientRule {
+            action: Action::Hold,
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[delay]`: the timed hold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DelayRule {
+    /// How long a delayed message waits before it is sent.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Delay every message with an external recipient (not only those a rule delays).
+    pub external_mail: bool,
+}
+
+impl Default for DelayRule {
+    fn default() -> Self {
+        DelayRule {
+            duration: Duration::from_secs(300),
+            external_mail: false,
+        }
+    }
 }
 
 /// `[personal_data]`: tables and lists of people (incidents 3 and 4; DETECTION.md R1).
@@ -321,6 +524,8 @@ impl Policy {
         let policy_decision = match strongest {
             Some(Action::Reject) => Decision::Reject,
             Some(Action::Hold) => Decision::Hold,
+            Some(Action::Delay) => Decision::Delay,
+            Some(Action::Bcc) => Decision::Bcc,
             Some(Action::Warn) | None => Decision::Forward,
         };
         let mut reasons: Vec<HoldReason> = findings
@@ -376,6 +581,33 @@ mod tests {
     fn builtin_policy_loads() {
         let p = Policy::builtin().unwrap();
         assert_eq!(p.mode, Mode::Enforce);
+    }
+
+    #[test]
+    fn shipped_batch_rules_equal_the_defaults() {
+        let p = Policy::builtin().unwrap();
+        assert_eq!(p.sender, SenderRules::default());
+        assert_eq!(p.brake, BrakeRule::default());
+        assert_eq!(p.known_attachment, KnownAttachmentRule::default());
+        assert_eq!(p.cross_recipient, CrossRecipientRule::default());
+        assert_eq!(p.delay, DelayRule::default());
+    }
+
+    #[test]
+    fn overrides_match_address_domain_and_user() {
+        let p = Policy::parse(&format!(
+            "{BUILTIN_DEFAULT}\n[[sender.overrides]]\nmatch = \"News@Corp.Example\"\nexempt = true\n[[sender.overrides]]\nmatch = \"@apps.example\"\n[[sender.overrides]]\nmatch = \"user:webapp\"\n"
+        ))
+        .unwrap();
+        assert!(
+            p.sender
+                .override_for("News@corp.example")
+                .is_some_and(|o| o.exempt)
+        );
+        assert!(p.sender.override_for("x@apps.example").is_some());
+        assert!(p.sender.override_for("x@sub.apps.example").is_none());
+        assert!(p.sender.override_for("user:webapp").is_some());
+        assert!(p.sender.override_for("webapp@x.example").is_none());
     }
 
     /// The shipped file and the compiled-in defaults of the content rules agree, so a policy

@@ -35,6 +35,10 @@ pub struct App {
     policy: RwLock<Arc<Policy>>,
     policy_dir: Option<PathBuf>,
     pub quarantine: Quarantine,
+    /// The senders' batches: windows, surges, brakes, known attachments.
+    pub batches: crate::batch::Batches,
+    /// Hold notices to senders.
+    pub notifier: crate::notify::Notifier,
     pub relay: Relay,
     pub metrics: Arc<Metrics>,
     pub users: UserDb,
@@ -156,7 +160,12 @@ impl Server {
             tmp_removed = report.tmp_removed,
             "quarantine reconciled"
         );
+        let batches = crate::batch::Batches::open(quarantine.db()).map_err(|e| {
+            StartError::DataDir(data_dir.clone(), std::io::Error::other(e.to_string()))
+        })?;
+        batches.known.add(&quarantine.held_attachments());
         let hostname = config.server.hostname.clone();
+        let notifier = crate::notify::Notifier::new(config.notify.clone(), &hostname);
         let relay =
             Relay::new(&config.upstream, &hostname, &data_dir).map_err(StartError::Relay)?;
         let tls = match (&config.tls.cert, &config.tls.key) {
@@ -178,6 +187,8 @@ impl Server {
             policy: RwLock::new(Arc::new(policy)),
             policy_dir,
             quarantine,
+            batches,
+            notifier,
             relay,
             users: UserDb::new(&config.auth.users),
             auth_throttle: Throttle::new(
@@ -260,8 +271,9 @@ impl Server {
                 "grace period over; closing remaining sessions"
             );
         }
+        let written = self.app.batches.snapshot(crate::quarantine::unix_now(), 0);
         let _ = self.app.quarantine.db().flush();
-        tracing::info!("mailbrake stopped");
+        tracing::info!(sender_states = written, "mailbrake stopped");
     }
 }
 
@@ -369,17 +381,26 @@ async fn refuse(mut sock: TcpStream, why: &'static [u8]) {
     .await;
 }
 
-/// Periodic work: audit retention of the quarantine.
+/// Periodic work: timed holds that are due, sender-state snapshots, audit retention.
 async fn housekeeping(app: Arc<App>) {
     let retention = app.config.quarantine.retention.as_secs();
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_purge = Instant::now();
     loop {
         tokio::select! {
             _ = app.shutdown.cancelled() => break,
             _ = tick.tick() => {
-                let q = Arc::clone(&app);
+                crate::pipeline::release_due(&app).await;
+                let a = Arc::clone(&app);
+                let purge = last_purge.elapsed() >= Duration::from_secs(3600);
+                if purge {
+                    last_purge = Instant::now();
+                }
                 let _ = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = q.quarantine.purge(retention) {
+                    // Senders idle for two days leave memory; their state stays in sled.
+                    a.batches.snapshot(crate::quarantine::unix_now(), 2 * 86_400);
+                    a.metrics.senders_active.set(a.batches.active_senders() as i64);
+                    if purge && let Err(e) = a.quarantine.purge(retention) {
                         tracing::error!(error = %e, "quarantine purge failed");
                     }
                 }).await;

@@ -78,6 +78,12 @@ impl fmt::Display for HoldReason {
 pub enum Action {
     /// Record the finding, forward the message.
     Warn,
+    /// Forward with To/Cc rewritten to an undisclosed list (envelope unchanged); only
+    /// meaningful for `visible_recipients`.
+    Bcc,
+    /// Keep the message for the policy's `[delay] duration`, then send it unless an operator
+    /// deleted it meanwhile (the timed hold of mis-send prevention products).
+    Delay,
     /// Keep the message in the quarantine until an operator releases or deletes it.
     #[default]
     Hold,
@@ -89,6 +95,8 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Warn => "warn",
+            Action::Bcc => "bcc",
+            Action::Delay => "delay",
             Action::Hold => "hold",
             Action::Reject => "reject",
         }
@@ -119,6 +127,10 @@ pub struct Finding {
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     Forward,
+    /// Forward with To/Cc rewritten to `undisclosed-recipients:;`.
+    Bcc,
+    /// Keep for the delay period, then forward.
+    Delay,
     Hold,
     Reject,
 }
@@ -127,6 +139,8 @@ impl Decision {
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Forward => "forward",
+            Decision::Bcc => "bcc",
+            Decision::Delay => "delay",
             Decision::Hold => "hold",
             Decision::Reject => "reject",
         }

@@ -162,18 +162,16 @@ async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         return *r;
     }
     let a = Arc::clone(&app);
-    match tokio::task::spawn_blocking(move || a.quarantine.delete(&id)).await {
-        Ok(Ok(e)) => {
-            tracing::info!(id = %e.id, "held message deleted");
-            Json(e).into_response()
-        }
+    match tokio::task::spawn_blocking(move || crate::pipeline::delete(&a, &id)).await {
+        Ok(Ok(e)) => Json(e).into_response(),
         Ok(Err(e)) => q_error(e),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "delete failed"),
     }
 }
 
-async fn breakers(State(_app): State<Arc<App>>) -> Response {
-    Json(json!({ "breakers": [] })).into_response()
+async fn breakers(State(app): State<Arc<App>>) -> Response {
+    let list = app.batches.breakers.list(crate::quarantine::unix_now());
+    Json(json!({ "breakers": list })).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,14 +179,17 @@ struct ResetBody {
     sender: String,
 }
 
-async fn breaker_reset(State(_app): State<Arc<App>>, Json(body): Json<ResetBody>) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no open brake for {} (no breakers yet)",
-            body.sender.escape_debug()
+async fn breaker_reset(State(app): State<Arc<App>>, Json(body): Json<ResetBody>) -> Response {
+    match app.batches.reset(body.sender.trim()) {
+        Some(b) => {
+            tracing::info!(sender = %b.sender.escape_debug(), reason = b.reason.as_str(), held_since = b.held_since, "sender brake reset");
+            Json(json!({ "reset": b })).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no open brake for {}", body.sender.escape_debug()),
         ),
-    )
+    }
 }
 
 async fn reload(State(app): State<Arc<App>>) -> Response {

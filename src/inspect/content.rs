@@ -25,6 +25,8 @@ pub struct PartResult {
     pub my_numbers_column: usize,
     pub credential_pairs: usize,
     pub emails: Vec<String>,
+    /// Personal identifiers (for the cross-recipient check; hashed before leaving inspect).
+    pub identifiers: Vec<String>,
 }
 
 impl PartResult {
@@ -76,6 +78,7 @@ pub fn analyze(ex: &Extracted, this_year: i32) -> Vec<PartResult> {
                     my_numbers_context: a.my_numbers,
                     credential_pairs: a.credential_pairs,
                     emails: a.emails,
+                    identifiers: a.identifiers.into_iter().collect(),
                     ..PartResult::default()
                 });
             }

@@ -38,12 +38,27 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Every leaf attachment with its SHA-256 (for "same attachment" checks).
     pub attachments: Vec<extract::Attachment>,
+    /// Attachments a content finding points at (SHA-256 hex): what a hold makes "known".
+    pub implicated: Vec<String>,
+    /// Hashed personal identifiers of the content (cross-recipient check).
+    pub tokens: Vec<u64>,
     /// The decoded Subject (at most 200 characters), for the operator's quarantine list.
     pub subject: Option<String>,
 }
 
 /// Inspects one message against `policy`.
 pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
+    inspect_with(envelope, raw, policy, &|_| false)
+}
+
+/// [`inspect`], where `known` recognises the attachments of held messages: a message carrying
+/// one is held as `known_attachment` without its content being scanned again.
+pub fn inspect_with(
+    envelope: &Envelope,
+    raw: &[u8],
+    policy: &Policy,
+    known: &dyn Fn(&[u8; 32]) -> bool,
+) -> Report {
     let ctx = Context {
         envelope,
         raw,
@@ -64,12 +79,33 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
     recipients::check(&ctx, &mut findings);
     let mut attachments = Vec::new();
     let mut attendees = Vec::new();
+    let mut implicated = Vec::new();
+    let mut tokens = Vec::new();
     if let Some(message) = &ctx.message {
         let budget = budget::Budget::new(policy.inspection.limits());
-        let extracted = extract::extract(message, &budget);
-        attendees = calendar_attendees(&extracted);
-        let parts = content::analyze(&extracted, entities::current_year());
-        findings.extend(content::findings(&parts, &extracted, policy));
+        let extracted = extract::extract_with(message, &budget, known);
+        if let Some(name) = &extracted.known_attachment {
+            findings.push(Finding {
+                reason: HoldReason::KnownAttachment,
+                action: policy.known_attachment.action,
+                summary: "the same attachment as a message held earlier (not scanned again)".into(),
+                location: format!("attachment {name}"),
+                count: None,
+                columns: Vec::new(),
+            });
+        } else {
+            attendees = calendar_attendees(&extracted);
+            let parts = content::analyze(&extracted, entities::current_year());
+            let content_findings = content::findings(&parts, &extracted, policy);
+            implicated = implicated_attachments(&extracted.attachments, &content_findings);
+            findings.extend(content_findings);
+            let mut ids: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+            for p in &parts {
+                ids.extend(p.identifiers.iter().map(String::as_str));
+                ids.extend(p.emails.iter().map(String::as_str));
+            }
+            tokens = ids.into_iter().map(crate::batch::token).collect();
+        }
         attachments = extracted.attachments;
     }
     visible::check(&ctx, &attendees, &mut findings);
@@ -81,8 +117,37 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
     Report {
         findings,
         attachments,
+        implicated,
+        tokens,
         subject,
     }
+}
+
+/// The attachments (SHA-256 hex) a held-worthy content finding points at: its location
+/// starts with `attachment <name>`. Images and other innocent parts are never implicated.
+fn implicated_attachments(
+    attachments: &[extract::Attachment],
+    findings: &[Finding],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in attachments {
+        let prefix = format!("attachment {}", a.name);
+        let hit = findings.iter().any(|f| {
+            f.action >= Action::Hold
+                && f.location.split("; ").any(|l| {
+                    l == prefix
+                        || l.starts_with(&format!("{prefix} >"))
+                        || l.starts_with(&format!("{prefix} /"))
+                        || l.starts_with(&format!("{prefix},"))
+                })
+        });
+        if hit {
+            out.push(crate::batch::known::to_hex(&a.sha256));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `ATTENDEE;...:mailto:x@y` addresses of calendar parts (unfolded lines).

@@ -33,6 +33,9 @@ pub struct ProseAnalysis {
     pub my_numbers: usize,
     /// Delimited blocks found in the text, to be analysed as tables.
     pub tables: Vec<Vec<Vec<String>>>,
+    /// Personal identifiers seen (names, member numbers, e-mails, mobiles), for the
+    /// cross-recipient check. Hashed by the caller; never logged or stored.
+    pub identifiers: BTreeSet<String>,
 }
 
 const MY_NUMBER_WORDS: &[&str] = &[
@@ -474,6 +477,7 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
         }
         for e in entities::find_emails(line) {
             if !entities::is_role_address(&e) {
+                out.identifiers.insert(e.clone());
                 emails.insert(e);
             }
         }
@@ -497,6 +501,19 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
             continue;
         }
         if let Some((class, value)) = labelled(t) {
+            if matches!(
+                class,
+                Class::Name
+                    | Class::Kana
+                    | Class::MemberId
+                    | Class::MyNumber
+                    | Class::LoginId
+                    | Class::Phone
+            ) && value.chars().count() <= 64
+            {
+                out.identifiers
+                    .insert(value.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
             match class {
                 Class::Name | Class::Kana if block_name.is_some() && class == Class::Name => {
                     flush(
@@ -526,6 +543,9 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
             continue;
         }
         let (ident, kinds) = line_entities(t, this_year);
+        if let Some(id) = &ident {
+            out.identifiers.insert(id.clone());
+        }
         if let Some(id) = ident {
             let others = kinds
                 .iter()

@@ -77,6 +77,9 @@ pub struct Entry {
     pub upstream_reply: Option<String>,
     #[serde(default)]
     pub deleted_at: Option<u64>,
+    /// SHA-256 (hex) of the implicated attachments (see `SpoolMeta::attachments`).
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 impl Entry {
@@ -103,6 +106,7 @@ impl Entry {
             released_at: None,
             upstream_reply: None,
             deleted_at: None,
+            attachments: meta.attachments.clone(),
         }
     }
 }

@@ -99,6 +99,8 @@ pub struct Quarantine {
     held: Mutex<BTreeSet<String>>,
     /// Ids being released now, so two releases of one message cannot race.
     releasing: Mutex<HashSet<String>>,
+    /// Timed holds: (release after, id), earliest first.
+    delayed: Mutex<BTreeSet<(u64, String)>>,
 }
 
 /// A release in progress: the message bytes, and a claim that no one else releases it.
@@ -178,6 +180,7 @@ impl Quarantine {
             committer,
             held: Mutex::new(BTreeSet::new()),
             releasing: Mutex::new(HashSet::new()),
+            delayed: Mutex::new(BTreeSet::new()),
         };
         let report = q.reconcile()?;
         Ok((q, report))
@@ -271,6 +274,15 @@ impl Quarantine {
             }
         }
         report.held = held.len();
+        let mut delayed = BTreeSet::new();
+        for id in &held {
+            if let Ok(Some(e)) = self.index.get(id)
+                && let Some(t) = e.release_after
+            {
+                delayed.insert((t, id.clone()));
+            }
+        }
+        *lock(&self.delayed) = delayed;
         *lock(&self.held) = held;
         self.index.flush()?;
         Ok(report)
@@ -288,7 +300,41 @@ impl Quarantine {
         self.committer.commit(meta, body).await?;
         self.index.put(&entry)?;
         lock(&self.held).insert(entry.id.clone());
+        if let Some(t) = entry.release_after {
+            lock(&self.delayed).insert((t, entry.id.clone()));
+        }
         Ok(entry)
+    }
+
+    /// Ids of timed holds due at `now` (still held), earliest first.
+    pub fn due(&self, now: u64) -> Vec<String> {
+        lock(&self.delayed)
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    /// The implicated attachments of every held message (to rebuild the known set).
+    pub fn held_attachments(&self) -> Vec<String> {
+        let ids = self.held_ids();
+        ids.iter()
+            .filter_map(|id| self.index.get(id).ok().flatten())
+            .flat_map(|e| e.attachments)
+            .collect()
+    }
+
+    /// Moves a timed hold to `until` (its send failed; try again later).
+    pub fn postpone(&self, id: &str, until: u64) {
+        let mut d = lock(&self.delayed);
+        if d.iter().any(|(_, i)| i == id) {
+            d.retain(|(_, i)| i != id);
+            d.insert((until, id.to_string()));
+        }
+    }
+
+    fn forget_delay(&self, id: &str) {
+        lock(&self.delayed).retain(|(_, i)| i != id);
     }
 
     pub fn get(&self, id: &str) -> Result<Entry, QuarantineError> {
@@ -392,6 +438,7 @@ impl Quarantine {
         spool::sync_dir(&self.dirs.released)?;
         spool::sync_dir(&self.dirs.held)?;
         lock(&self.held).remove(&id);
+        self.forget_delay(&id);
         let mut e = self.get(&id)?;
         e.state = State::Released;
         e.attempts += 1;
@@ -440,6 +487,7 @@ impl Quarantine {
         }
         spool::sync_dir(dir)?;
         lock(&self.held).remove(id);
+        self.forget_delay(id);
         e.state = State::Deleted;
         e.deleted_at = Some(unix_now());
         self.index.put(&e)?;

@@ -43,6 +43,9 @@ pub struct SpoolMeta {
     /// For a timed hold (`delay`): release automatically after this Unix time.
     #[serde(default)]
     pub release_after: Option<u64>,
+    /// SHA-256 (hex) of the attachments a content finding pointed at ("known attachments").
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// Why a spool file cannot be read.
@@ -227,6 +230,7 @@ mod tests {
             findings: vec![],
             subject: Some("s".into()),
             release_after: None,
+            attachments: vec![],
         }
     }
 

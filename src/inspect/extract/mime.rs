@@ -168,6 +168,9 @@ fn attachment(
     }
     let bytes = part_bytes(msg, part);
     ctx.attachment(&name, &bytes);
+    if ctx.stopped() {
+        return;
+    }
     if is_type(part, "message", "rfc822") || is_type(part, "message", "global") {
         // mail-parser gives up on messages encoded inside encoded messages after 3 levels
         // (MAX_NESTED_ENCODED) and on unparseable ones; their bytes are still read as text.

@@ -152,6 +152,8 @@ pub struct Extracted {
     pub items: Vec<Item>,
     pub problems: Vec<Problem>,
     pub attachments: Vec<Attachment>,
+    /// The name of an attachment identical to one in a held message (extraction stopped).
+    pub known_attachment: Option<String>,
 }
 
 impl Extracted {
@@ -171,15 +173,32 @@ impl Extracted {
 /// synchronously on the caller's thread (PDF text extraction alone runs on a helper thread,
 /// see [`pdf`]) and stops at the budget's deadline.
 pub fn extract(message: &mail_parser::Message<'_>, budget: &Budget) -> Extracted {
+    extract_with(message, budget, &|_| false)
+}
+
+/// [`extract`], stopping at the first attachment whose SHA-256 `known` recognises (the same
+/// attachment as a held message): `Extracted::known_attachment` names it and nothing more is
+/// read or scanned.
+pub fn extract_with(
+    message: &mail_parser::Message<'_>,
+    budget: &Budget,
+    known: &dyn Fn(&[u8; 32]) -> bool,
+) -> Extracted {
     let mut ctx = Ctx::new(budget);
+    ctx.known = Some(known);
     mime::walk(&mut ctx, message);
     ctx.out
 }
+
+/// Recognises an attachment by its SHA-256.
+pub type KnownFn = dyn Fn(&[u8; 32]) -> bool;
 
 /// The running state of one extraction: the budget and what has been extracted so far.
 pub(crate) struct Ctx<'b> {
     pub(crate) budget: &'b Budget,
     pub(crate) out: Extracted,
+    /// Recognises attachments of held messages (see [`extract_with`]).
+    known: Option<&'b KnownFn>,
     /// Set once the deadline has passed or the part limit was hit: nothing more is read.
     stopped: bool,
 }
@@ -189,6 +208,7 @@ impl<'b> Ctx<'b> {
         Ctx {
             budget,
             out: Extracted::default(),
+            known: None,
             stopped: false,
         }
     }
@@ -249,9 +269,14 @@ impl<'b> Ctx<'b> {
 
     /// Records a leaf attachment as it arrived.
     pub(crate) fn attachment(&mut self, name: &str, bytes: &[u8]) {
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        if self.known.is_some_and(|known| known(&sha256)) {
+            self.out.known_attachment = Some(name.to_string());
+            self.stopped = true;
+        }
         self.out.attachments.push(Attachment {
             name: name.to_string(),
-            sha256: Sha256::digest(bytes).into(),
+            sha256,
             size: bytes.len() as u64,
         });
     }

@@ -1,0 +1,379 @@
+//! The sender's batch (issue 4): stop a sender's line, not just one message.
+//!
+//! - [`window`]: per-sender sliding windows (messages, recipients, distinct recipient
+//!   domains) → `sender_rate`; a learned hourly average → `sender_surge`.
+//! - [`breaker`]: brakes; once open, everything from the sender is held as `breaker_open`.
+//! - [`known`]: attachments of held messages → `known_attachment`.
+//! - [`cross`]: a message to A carrying B's identifiers → `cross_recipient`.
+//!
+//! Counting is exact under concurrent sessions: each sender's state sits behind one of 64
+//! shard locks, and a message is counted and judged in the same critical section, so no more
+//! than a window's limit can pass however many sessions race. A message that is not sent
+//! after all (upstream 4xx, policy reject) is taken back out, so a retried message counts once.
+//! State is snapshotted to sled every few seconds and at shutdown; brakes are flushed at once.
+
+pub mod breaker;
+pub mod cross;
+pub mod known;
+pub mod window;
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::envelope::{Envelope, domain_of, normalize_address};
+use crate::policy::{Policy, WindowRule};
+use crate::verdict::{Action, Decision, Finding, HoldReason, Verdict};
+use breaker::{Brake, Breakers};
+use cross::Cross;
+use known::KnownAttachments;
+use window::{Mark, Surge, Window};
+
+const SHARDS: usize = 64;
+
+/// A stable 64-bit hash (identifiers and domains are kept hashed, never in clear).
+pub fn token(s: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SenderState {
+    windows: Vec<Window>,
+    surge: Surge,
+    #[serde(default)]
+    last_seen: u64,
+    #[serde(skip)]
+    cross: Option<Box<Cross>>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl SenderState {
+    /// Makes the windows match the rules (a policy reload may change them), keeping the
+    /// counts of windows whose width did not change.
+    fn align(&mut self, rules: &[WindowRule]) {
+        if self.windows.len() == rules.len()
+            && self
+                .windows
+                .iter()
+                .zip(rules)
+                .all(|(w, r)| w.width() == r.window.as_secs())
+        {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.windows);
+        for r in rules {
+            let width = r.window.as_secs();
+            match old.iter().position(|w| w.width() == width) {
+                Some(i) => self.windows.push(old.swap_remove(i)),
+                None => self.windows.push(Window::new(width)),
+            }
+        }
+    }
+}
+
+/// What the batch checks found for one message.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub findings: Vec<Finding>,
+    /// The sender has at least `batch_min_messages` messages in its shortest window.
+    pub in_batch: bool,
+    /// A rate or surge trip by this message.
+    pub trip: Option<HoldReason>,
+    /// The sender is exempt (override): no windows, no brake.
+    pub exempt: bool,
+    sender: String,
+    marks: Vec<Mark>,
+}
+
+/// Every sender's batch state.
+pub struct Batches {
+    shards: Vec<Mutex<HashMap<String, SenderState>>>,
+    tree: sled::Tree,
+    pub breakers: Breakers,
+    pub known: KnownAttachments,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn human(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+impl Batches {
+    /// Opens the batch state kept in `db` (sender windows and brakes).
+    pub fn open(db: &sled::Db) -> Result<Batches, sled::Error> {
+        Ok(Batches {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            tree: db.open_tree("senders")?,
+            breakers: Breakers::open(db)?,
+            known: KnownAttachments::default(),
+        })
+    }
+
+    fn shard(&self, sender: &str) -> MutexGuard<'_, HashMap<String, SenderState>> {
+        let i = (token(sender) % SHARDS as u64) as usize;
+        lock(&self.shards[i])
+    }
+
+    fn load(&self, sender: &str) -> SenderState {
+        match self.tree.get(sender.as_bytes()) {
+            Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_default(),
+            _ => SenderState::default(),
+        }
+    }
+
+    /// Counts `env` in its sender's windows and returns what the batch checks find.
+    /// `tokens` are the message's hashed identifiers (for cross-recipient data).
+    pub fn observe(
+        &self,
+        policy: &Policy,
+        env: &Envelope,
+        tokens: &[u64],
+        now: u64,
+    ) -> Observation {
+        let sender = env.sender_key();
+        let rules = &policy.sender;
+        let ov = rules.override_for(&sender);
+        if ov.is_some_and(|o| o.exempt) {
+            return Observation {
+                exempt: true,
+                sender,
+                ..Observation::default()
+            };
+        }
+        let mut findings = Vec::new();
+        if let Some(b) = self.breakers.get(&sender, now) {
+            findings.push(Finding {
+                reason: HoldReason::BreakerOpen,
+                action: Action::Hold,
+                summary: format!(
+                    "the sender's brake has been open for {} ({}): everything it sends is held until `mailbrake breaker reset`",
+                    human(now.saturating_sub(b.since)),
+                    b.reason
+                ),
+                location: "sender".into(),
+                count: Some(b.held_since),
+                columns: Vec::new(),
+            });
+        }
+        let window_rules = ov
+            .and_then(|o| o.windows.as_deref())
+            .unwrap_or(&rules.windows);
+        let surge_rule = ov.and_then(|o| o.surge.as_ref()).unwrap_or(&rules.surge);
+        let rcpts = u32::try_from(env.rcpt_to.len()).unwrap_or(u32::MAX);
+        let mut domains: Vec<u64> = env
+            .rcpt_to
+            .iter()
+            .filter_map(|r| domain_of(r))
+            .map(|d| token(&d))
+            .collect();
+        domains.sort_unstable();
+        domains.dedup();
+        let mut obs = Observation {
+            sender: sender.clone(),
+            ..Observation::default()
+        };
+        {
+            let mut shard = self.shard(&sender);
+            if !shard.contains_key(&sender) {
+                let loaded = self.load(&sender);
+                shard.insert(sender.clone(), loaded);
+            }
+            let Some(state) = shard.get_mut(&sender) else {
+                return obs;
+            };
+            state.align(window_rules);
+            let mut rate: Option<String> = None;
+            let mut shortest = u64::MAX;
+            for (w, r) in state.windows.iter_mut().zip(window_rules) {
+                obs.marks.push(w.add(now, rcpts, &domains));
+                let t = w.totals(now);
+                if r.window.as_secs() < shortest {
+                    shortest = r.window.as_secs();
+                    obs.in_batch = t.messages >= rules.batch_min_messages;
+                }
+                if rate.is_none()
+                    && (t.messages > r.max_messages
+                        || t.recipients > r.max_recipients
+                        || t.domains > r.max_domains)
+                {
+                    rate = Some(format!(
+                        "{} messages, {} recipients, {} recipient domains in the last {} (policy allows {}, {}, {})",
+                        t.messages,
+                        t.recipients,
+                        t.domains,
+                        human(r.window.as_secs()),
+                        r.max_messages,
+                        r.max_recipients,
+                        r.max_domains
+                    ));
+                }
+            }
+            if let Some(summary) = rate {
+                findings.push(Finding {
+                    reason: HoldReason::SenderRate,
+                    action: rules.action,
+                    summary,
+                    location: "sender".into(),
+                    count: None,
+                    columns: Vec::new(),
+                });
+                obs.trip = Some(HoldReason::SenderRate);
+            }
+            let half_life = surge_rule.half_life.as_secs_f64() / 3600.0;
+            let (count, usual, hours) = state.surge.add(now, half_life);
+            if hours >= surge_rule.min_history_hours
+                && count > surge_rule.floor
+                && count as f64 > surge_rule.multiple * usual
+            {
+                findings.push(Finding {
+                    reason: HoldReason::SenderSurge,
+                    action: rules.action,
+                    summary: format!(
+                        "{count} messages this hour against a usual {usual:.1} an hour (policy: more than {}× and more than {})",
+                        surge_rule.multiple, surge_rule.floor
+                    ),
+                    location: "sender".into(),
+                    count: Some(count),
+                    columns: Vec::new(),
+                });
+                obs.trip.get_or_insert(HoldReason::SenderSurge);
+            }
+            if let [to] = env.rcpt_to.as_slice() {
+                let to = normalize_address(to).to_lowercase();
+                let cross = state.cross.get_or_insert_with(Box::default);
+                let foreign = cross.observe(
+                    now,
+                    policy.cross_recipient.window.as_secs(),
+                    token(&to),
+                    token(&to),
+                    tokens,
+                );
+                if obs.in_batch && foreign > 0 {
+                    findings.push(Finding {
+                        reason: HoldReason::CrossRecipient,
+                        action: policy.cross_recipient.action,
+                        summary: format!(
+                            "carries {foreign} identifier(s) (address, name, member number …) of another recipient of this sender's batch"
+                        ),
+                        location: "message content".into(),
+                        count: Some(foreign as u64),
+                        columns: Vec::new(),
+                    });
+                }
+            }
+            state.last_seen = now;
+            state.dirty = true;
+        }
+        obs.findings = findings;
+        obs
+    }
+
+    /// Takes a message back out of its sender's windows (it was not sent after all).
+    pub fn undo(&self, obs: &Observation) {
+        if obs.exempt || obs.marks.is_empty() {
+            return;
+        }
+        let mut shard = self.shard(&obs.sender);
+        if let Some(state) = shard.get_mut(&obs.sender) {
+            for (w, m) in state.windows.iter_mut().zip(&obs.marks) {
+                w.undo(*m);
+            }
+            state.surge.undo();
+            state.dirty = true;
+        }
+    }
+
+    /// After the verdict: opens the brake on a rate or surge trip, or on a content hold
+    /// inside a batch; counts messages held by an open brake. Returns the brake it opened.
+    pub fn after_verdict(
+        &self,
+        policy: &Policy,
+        obs: &Observation,
+        verdict: &Verdict,
+        now: u64,
+    ) -> Option<HoldReason> {
+        if obs.exempt || verdict.monitor {
+            return None;
+        }
+        let content = verdict.reasons.iter().copied().find(|r| {
+            !matches!(
+                r,
+                HoldReason::SenderRate
+                    | HoldReason::SenderSurge
+                    | HoldReason::BreakerOpen
+                    | HoldReason::TooManyRecipients
+                    | HoldReason::VisibleRecipients
+            )
+        });
+        let reason = obs.trip.filter(|_| policy.brake.on_rate).or_else(|| {
+            (policy.brake.on_content_in_batch && obs.in_batch && verdict.decision == Decision::Hold)
+                .then_some(content)
+                .flatten()
+        });
+        let mut opened = None;
+        if let Some(r) = reason
+            && self
+                .breakers
+                .trip(&obs.sender, r, now, policy.brake.cooldown.as_secs())
+        {
+            opened = Some(r);
+        }
+        if verdict.decision == Decision::Hold && verdict.reasons.contains(&HoldReason::BreakerOpen)
+        {
+            self.breakers.note_held(&obs.sender);
+        }
+        opened
+    }
+
+    /// Closes a sender's brake and forgets its current windows, so its new mail flows.
+    pub fn reset(&self, sender: &str) -> Option<Brake> {
+        let key = if sender.starts_with("user:") || sender == "<>" {
+            sender.to_string()
+        } else {
+            normalize_address(sender)
+        };
+        let b = self.breakers.reset(&key);
+        let mut shard = self.shard(&key);
+        if let Some(state) = shard.get_mut(&key) {
+            state.windows.iter_mut().for_each(Window::clear);
+            state.surge.clear_hour();
+            state.cross = None;
+            state.dirty = true;
+        }
+        b
+    }
+
+    /// Writes changed sender states to sled; evicts senders idle for `idle_secs` from
+    /// memory (their state stays in sled). Returns how many were written.
+    pub fn snapshot(&self, now: u64, idle_secs: u64) -> usize {
+        let mut written = 0;
+        for shard in &self.shards {
+            let mut s = lock(shard);
+            for (sender, state) in s.iter_mut().filter(|(_, st)| st.dirty) {
+                if let Ok(v) = serde_json::to_vec(state)
+                    && self.tree.insert(sender.as_bytes(), v).is_ok()
+                {
+                    state.dirty = false;
+                    written += 1;
+                }
+            }
+            s.retain(|_, st| st.dirty || now.saturating_sub(st.last_seen) < idle_secs);
+        }
+        written
+    }
+
+    /// Senders held in memory now.
+    pub fn active_senders(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+}
