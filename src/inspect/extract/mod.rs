@@ -179,10 +179,10 @@ pub fn extract(message: &mail_parser::Message<'_>, budget: &Budget) -> Extracted
 /// [`extract`], stopping at the first attachment whose SHA-256 `known` recognises (the same
 /// attachment as a held message): `Extracted::known_attachment` names it and nothing more is
 /// read or scanned.
-pub fn extract_with(
+pub fn extract_with<'a>(
     message: &mail_parser::Message<'_>,
-    budget: &Budget,
-    known: &dyn Fn(&[u8; 32]) -> bool,
+    budget: &'a Budget,
+    known: &'a KnownFn<'a>,
 ) -> Extracted {
     let mut ctx = Ctx::new(budget);
     ctx.known = Some(known);
@@ -191,14 +191,14 @@ pub fn extract_with(
 }
 
 /// Recognises an attachment by its SHA-256.
-pub type KnownFn = dyn Fn(&[u8; 32]) -> bool;
+pub type KnownFn<'a> = dyn Fn(&[u8; 32]) -> bool + 'a;
 
 /// The running state of one extraction: the budget and what has been extracted so far.
 pub(crate) struct Ctx<'b> {
     pub(crate) budget: &'b Budget,
     pub(crate) out: Extracted,
     /// Recognises attachments of held messages (see [`extract_with`]).
-    known: Option<&'b KnownFn>,
+    known: Option<&'b KnownFn<'b>>,
     /// Set once the deadline has passed or the part limit was hit: nothing more is read.
     stopped: bool,
 }
