@@ -8,7 +8,7 @@
 //! recipients is shared (a company name, an event code) and ignored. Every recipient's own
 //! address is owned by that recipient. Memory is bounded by a time window and a token cap.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// Tokens remembered per sender.
 const MAX_TOKENS: usize = 20_000;
@@ -21,32 +21,46 @@ const MIN_EXCLUSIVE: u64 = 3;
 enum Owner {
     /// Seen only in messages to this recipient; first seen at this message number.
     One {
-        to: u64,
-        first: u64,
+        to: u32,
+        first: u32,
     },
     /// A recipient's own address: theirs at once.
-    Address(u64),
+    Address(u32),
     Shared,
 }
 
-/// One sender's recent identifiers.
+/// One sender's recent identifiers: token → (owner, last seen, seconds after `base`).
 #[derive(Debug, Default)]
 pub struct Cross {
-    owners: HashMap<u64, (Owner, u64)>,
-    order: VecDeque<(u64, u64)>,
-    seq: u64,
+    owners: HashMap<u64, (Owner, u32)>,
+    base: u64,
+    seq: u32,
+    last_sweep: u64,
 }
 
 impl Cross {
+    /// Forgets tokens not seen within `window`: a sweep at most four times a window, so the
+    /// cost per message stays constant on average and no second queue is kept.
     fn expire(&mut self, now: u64, window: u64) {
-        while let Some(&(t, tok)) = self.order.front() {
-            if now.saturating_sub(t) < window && self.order.len() <= MAX_TOKENS {
-                break;
+        if self.base == 0 {
+            self.base = now;
+            self.last_sweep = now;
+        }
+        if now.saturating_sub(self.last_sweep) >= (window / 4).max(1)
+            || self.owners.len() > MAX_TOKENS
+        {
+            let cutoff = now.saturating_sub(window);
+            let base = self.base;
+            self.owners
+                .retain(|_, (_, seen)| base + u64::from(*seen) >= cutoff);
+            while self.owners.len() > MAX_TOKENS {
+                // Still over the cap (a flood of distinct tokens): drop the oldest half.
+                let mut seen: Vec<u32> = self.owners.values().map(|(_, s)| *s).collect();
+                seen.sort_unstable();
+                let median = seen[seen.len() / 2];
+                self.owners.retain(|_, (_, s)| *s > median);
             }
-            self.order.pop_front();
-            if self.owners.get(&tok).is_some_and(|(_, seen)| *seen == t) {
-                self.owners.remove(&tok);
-            }
+            self.last_sweep = now;
         }
     }
 
@@ -62,19 +76,25 @@ impl Cross {
         tokens: &[u64],
     ) -> usize {
         self.expire(now, window);
-        self.seq += 1;
+        self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
+        let to = to as u32;
+        let cutoff = now.saturating_sub(window);
+        let live = |seen: u32| self.base + u64::from(seen) >= cutoff;
         let foreign = tokens
             .iter()
             .filter(|t| **t != to_token)
             .filter(|t| match self.owners.get(t) {
-                Some((Owner::Address(o), _)) => *o != to,
-                Some((Owner::One { to: o, first }, _)) => {
-                    *o != to && seq.saturating_sub(*first + 1) >= MIN_EXCLUSIVE
+                Some((Owner::Address(o), s)) => live(*s) && *o != to,
+                Some((Owner::One { to: o, first }, s)) => {
+                    live(*s)
+                        && *o != to
+                        && seq.wrapping_sub(first.wrapping_add(1)) >= MIN_EXCLUSIVE as u32
                 }
                 _ => false,
             })
             .count();
+        let seen = u32::try_from(now.saturating_sub(self.base)).unwrap_or(u32::MAX);
         for &t in tokens.iter().filter(|t| **t != to_token) {
             let owner = match self.owners.get(&t) {
                 None => Owner::One { to, first: seq },
@@ -82,11 +102,9 @@ impl Cross {
                 Some((o @ Owner::Address(_), _)) => *o,
                 Some(_) => Owner::Shared,
             };
-            self.owners.insert(t, (owner, now));
-            self.order.push_back((now, t));
+            self.owners.insert(t, (owner, seen));
         }
-        self.owners.insert(to_token, (Owner::Address(to), now));
-        self.order.push_back((now, to_token));
+        self.owners.insert(to_token, (Owner::Address(to), seen));
         foreign
     }
 

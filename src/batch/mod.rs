@@ -23,12 +23,12 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::envelope::{Envelope, domain_of, normalize_address};
-use crate::policy::{Policy, WindowRule};
+use crate::policy::Policy;
 use crate::verdict::{Action, Decision, Finding, HoldReason, Verdict};
 use breaker::{Brake, Breakers};
 use cross::Cross;
 use known::KnownAttachments;
-use window::{Mark, Surge, Window};
+use window::{Mark, Surge, Windows};
 
 const SHARDS: usize = 64;
 
@@ -39,9 +39,9 @@ pub fn token(s: &str) -> u64 {
     h.finish()
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct SenderState {
-    windows: Vec<Window>,
+    windows: Windows,
     surge: Surge,
     #[serde(default)]
     last_seen: u64,
@@ -52,25 +52,21 @@ struct SenderState {
 }
 
 impl SenderState {
-    /// Makes the windows match the rules (a policy reload may change them), keeping the
-    /// counts of windows whose width did not change.
-    fn align(&mut self, rules: &[WindowRule]) {
-        if self.windows.len() == rules.len()
-            && self
-                .windows
-                .iter()
-                .zip(rules)
-                .all(|(w, r)| w.width() == r.window.as_secs())
-        {
-            return;
+    fn new(widths: &[u64]) -> SenderState {
+        SenderState {
+            windows: Windows::new(widths),
+            surge: Surge::default(),
+            last_seen: 0,
+            cross: None,
+            dirty: false,
         }
-        let mut old = std::mem::take(&mut self.windows);
-        for r in rules {
-            let width = r.window.as_secs();
-            match old.iter().position(|w| w.width() == width) {
-                Some(i) => self.windows.push(old.swap_remove(i)),
-                None => self.windows.push(Window::new(width)),
-            }
+    }
+
+    /// Makes the windows match the rules (a policy reload may change them; changed windows
+    /// start counting afresh).
+    fn align(&mut self, widths: &[u64]) {
+        if !self.windows.matches(widths) {
+            self.windows = Windows::new(widths);
         }
     }
 }
@@ -86,7 +82,7 @@ pub struct Observation {
     /// The sender is exempt (override): no windows, no brake.
     pub exempt: bool,
     sender: String,
-    marks: Vec<Mark>,
+    mark: Option<Mark>,
 }
 
 /// Every sender's batch state.
@@ -124,10 +120,10 @@ impl Batches {
         lock(&self.shards[i])
     }
 
-    fn load(&self, sender: &str) -> SenderState {
+    fn load(&self, sender: &str, widths: &[u64]) -> SenderState {
         match self.tree.get(sender.as_bytes()) {
-            Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_default(),
-            _ => SenderState::default(),
+            Ok(Some(v)) => serde_json::from_slice(&v).unwrap_or_else(|_| SenderState::new(widths)),
+            _ => SenderState::new(widths),
         }
     }
 
@@ -183,22 +179,26 @@ impl Batches {
             ..Observation::default()
         };
         {
+            let widths: Vec<u64> = window_rules.iter().map(|r| r.window.as_secs()).collect();
             let mut shard = self.shard(&sender);
             if !shard.contains_key(&sender) {
-                let loaded = self.load(&sender);
+                let loaded = self.load(&sender, &widths);
                 shard.insert(sender.clone(), loaded);
             }
             let Some(state) = shard.get_mut(&sender) else {
                 return obs;
             };
-            state.align(window_rules);
+            state.align(&widths);
+            obs.mark = Some(state.windows.add(now, rcpts, &domains));
             let mut rate: Option<String> = None;
-            let mut shortest = u64::MAX;
-            for (w, r) in state.windows.iter_mut().zip(window_rules) {
-                obs.marks.push(w.add(now, rcpts, &domains));
-                let t = w.totals(now);
-                if r.window.as_secs() < shortest {
-                    shortest = r.window.as_secs();
+            let shortest = window_rules
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, r)| r.window)
+                .map(|(i, _)| i);
+            for (i, r) in window_rules.iter().enumerate() {
+                let t = state.windows.totals(i, now);
+                if Some(i) == shortest {
                     obs.in_batch = t.messages >= rules.batch_min_messages;
                 }
                 if rate.is_none()
@@ -248,7 +248,13 @@ impl Batches {
                 });
                 obs.trip.get_or_insert(HoldReason::SenderSurge);
             }
-            if let [to] = env.rcpt_to.as_slice() {
+            // The cross-recipient memory starts with a sender's second message in the short
+            // window (a single message is no batch), which keeps occasional senders small.
+            if let [to] = env.rcpt_to.as_slice()
+                && (state.cross.is_some()
+                    || obs.in_batch
+                    || state.windows.totals(shortest.unwrap_or(0), now).messages >= 2)
+            {
                 let to = normalize_address(to).to_lowercase();
                 let cross = state.cross.get_or_insert_with(Box::default);
                 let foreign = cross.observe(
@@ -280,14 +286,12 @@ impl Batches {
 
     /// Takes a message back out of its sender's windows (it was not sent after all).
     pub fn undo(&self, obs: &Observation) {
-        if obs.exempt || obs.marks.is_empty() {
+        let Some(mark) = obs.mark.filter(|_| !obs.exempt) else {
             return;
-        }
+        };
         let mut shard = self.shard(&obs.sender);
         if let Some(state) = shard.get_mut(&obs.sender) {
-            for (w, m) in state.windows.iter_mut().zip(&obs.marks) {
-                w.undo(*m);
-            }
+            state.windows.undo(mark);
             state.surge.undo();
             state.dirty = true;
         }
@@ -345,7 +349,7 @@ impl Batches {
         let b = self.breakers.reset(&key);
         let mut shard = self.shard(&key);
         if let Some(state) = shard.get_mut(&key) {
-            state.windows.iter_mut().for_each(Window::clear);
+            state.windows.clear();
             state.surge.clear_hour();
             state.cross = None;
             state.dirty = true;

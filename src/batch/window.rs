@@ -1,15 +1,17 @@
-//! A sliding window of one sender's volume: messages, recipients and distinct recipient
-//! domains over the last `width` seconds. Sans-IO: callers pass the time.
+//! Sliding windows of one sender's volume: messages, recipients and distinct recipient
+//! domains over several window widths at once (10 minutes, 1 hour, 1 day …). Sans-IO:
+//! callers pass the time.
 //!
-//! The window is kept in 60 buckets (10 s steps for 10 minutes, 1 minute for an hour …) and
-//! stores only the buckets that saw traffic, so an occasional sender costs a few bytes and a
-//! bulk sender at most 60 buckets. Every operation is amortised O(1): each bucket and each
-//! domain touch enters once and leaves once.
+//! All windows share **one** queue of per-bucket counts and **one** map of domains (bucket =
+//! 1/60 of the shortest window); each window is only a cursor into the shared queues plus its
+//! running totals. A message enters each queue once, and each cursor passes each entry once,
+//! so counting is amortised O(1) per message and window, and an occasional sender costs a
+//! few hundred bytes whatever the number of windows.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
-/// Buckets per window.
+/// Buckets in the shortest window.
 pub const BUCKETS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,19 +21,37 @@ struct Bucket {
     recipients: u32,
 }
 
-/// One window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Window {
-    width: u64,
-    step: u64,
-    buckets: VecDeque<Bucket>,
+/// Per-window state derived from the shared queues (rebuilt after loading).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Cursor {
+    /// Absolute position (in `buckets`) of the first bucket inside the window.
+    bucket: u64,
+    /// Absolute position (in `touches`) of the first domain touch inside the window.
+    touch: u64,
     messages: u64,
     recipients: u64,
+    domains: u64,
+}
+
+/// Windows of one sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Windows {
+    /// Window widths in buckets, as configured (the order of the policy's windows).
+    spans: Vec<u64>,
+    step: u64,
+    buckets: VecDeque<Bucket>,
     /// Domain hash → the last bucket it was seen in.
     domains: HashMap<u64, u64>,
-    /// Domain touches in bucket order, for expiry (rebuilt from `domains` after loading).
     #[serde(skip)]
-    order: VecDeque<(u64, u64)>,
+    touches: VecDeque<(u64, u64)>,
+    #[serde(skip)]
+    bucket_base: u64,
+    #[serde(skip)]
+    touch_base: u64,
+    #[serde(skip)]
+    cursors: Vec<Cursor>,
+    #[serde(skip)]
+    ready: bool,
 }
 
 /// Where a message was counted, so it can be taken back (an upstream tempfail, a reject).
@@ -41,7 +61,7 @@ pub struct Mark {
     recipients: u32,
 }
 
-/// The window's totals.
+/// A window's totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Totals {
     pub messages: u64,
@@ -49,64 +69,115 @@ pub struct Totals {
     pub domains: u64,
 }
 
-impl Window {
-    pub fn new(width_secs: u64) -> Window {
-        let width = width_secs.max(1);
-        Window {
-            width,
-            step: (width / BUCKETS).max(1),
+impl Windows {
+    /// Windows of the given widths (seconds).
+    pub fn new(widths: &[u64]) -> Windows {
+        let shortest = widths.iter().copied().min().unwrap_or(60).max(1);
+        let step = (shortest / BUCKETS).max(1);
+        Windows {
+            spans: widths.iter().map(|w| (w / step).max(1)).collect(),
+            step,
             buckets: VecDeque::new(),
-            messages: 0,
-            recipients: 0,
             domains: HashMap::new(),
-            order: VecDeque::new(),
+            touches: VecDeque::new(),
+            bucket_base: 0,
+            touch_base: 0,
+            cursors: Vec::new(),
+            ready: false,
         }
     }
 
-    pub fn width(&self) -> u64 {
-        self.width
+    /// True when these windows were made for `widths` (a policy reload may change them).
+    pub fn matches(&self, widths: &[u64]) -> bool {
+        let step = (widths.iter().copied().min().unwrap_or(60).max(1) / BUCKETS).max(1);
+        step == self.step
+            && self.spans.len() == widths.len()
+            && self
+                .spans
+                .iter()
+                .zip(widths)
+                .all(|(s, w)| *s == (w / step).max(1))
     }
 
-    fn current(&self, now: u64) -> u64 {
-        now / self.step
+    /// Rebuilds the cursors and the touch queue (after loading, or on first use).
+    fn prepare(&mut self) {
+        if self.ready {
+            return;
+        }
+        let mut t: Vec<(u64, u64)> = self.domains.iter().map(|(d, i)| (*i, *d)).collect();
+        t.sort_unstable();
+        self.touches = t.into();
+        self.bucket_base = 0;
+        self.touch_base = 0;
+        let b = &self.buckets;
+        self.cursors = vec![
+            Cursor {
+                messages: b.iter().map(|x| u64::from(x.messages)).sum(),
+                recipients: b.iter().map(|x| u64::from(x.recipients)).sum(),
+                domains: self.domains.len() as u64,
+                ..Cursor::default()
+            };
+            self.spans.len()
+        ];
+        self.ready = true;
     }
 
-    /// Drops what is older than the window.
-    fn expire(&mut self, now: u64) {
-        let cur = self.current(now);
-        let oldest = cur.saturating_sub(BUCKETS - 1);
-        while let Some(b) = self.buckets.front().copied() {
-            if b.idx >= oldest {
-                break;
+    /// Moves every window to `cur`: what fell out of a window leaves its totals.
+    fn advance(&mut self, cur: u64) {
+        self.prepare();
+        for (w, span) in self.spans.iter().enumerate() {
+            let oldest = cur.saturating_sub(span - 1);
+            let c = &mut self.cursors[w];
+            while let Some(b) = self.buckets.get((c.bucket - self.bucket_base) as usize) {
+                if b.idx >= oldest {
+                    break;
+                }
+                c.messages -= u64::from(b.messages);
+                c.recipients -= u64::from(b.recipients);
+                c.bucket += 1;
             }
-            self.messages -= u64::from(b.messages);
-            self.recipients -= u64::from(b.recipients);
+            while let Some(&(idx, d)) = self.touches.get((c.touch - self.touch_base) as usize) {
+                if idx >= oldest {
+                    break;
+                }
+                // The domain leaves this window only if this was its last touch.
+                if self.domains.get(&d) == Some(&idx) {
+                    c.domains -= 1;
+                }
+                c.touch += 1;
+            }
+        }
+        // Drop what every window has passed.
+        let min_bucket = self
+            .cursors
+            .iter()
+            .map(|c| c.bucket)
+            .min()
+            .unwrap_or(self.bucket_base);
+        while self.bucket_base < min_bucket {
             self.buckets.pop_front();
+            self.bucket_base += 1;
         }
-        if self.order.is_empty() && !self.domains.is_empty() {
-            self.rebuild_order();
-        }
-        while let Some(&(idx, d)) = self.order.front() {
-            if idx >= oldest {
-                break;
-            }
-            self.order.pop_front();
-            if self.domains.get(&d) == Some(&idx) {
+        let min_touch = self
+            .cursors
+            .iter()
+            .map(|c| c.touch)
+            .min()
+            .unwrap_or(self.touch_base);
+        while self.touch_base < min_touch {
+            if let Some((idx, d)) = self.touches.pop_front()
+                && self.domains.get(&d) == Some(&idx)
+            {
                 self.domains.remove(&d);
             }
+            self.touch_base += 1;
         }
-    }
-
-    fn rebuild_order(&mut self) {
-        let mut v: Vec<(u64, u64)> = self.domains.iter().map(|(d, i)| (*i, *d)).collect();
-        v.sort_unstable();
-        self.order = v.into();
     }
 
     /// Counts one message with `recipients` recipients in `domains`; returns its mark.
     pub fn add(&mut self, now: u64, recipients: u32, domains: &[u64]) -> Mark {
-        self.expire(now);
-        let cur = self.current(now);
+        let cur = now / self.step;
+        self.advance(cur);
         match self.buckets.back_mut() {
             Some(b) if b.idx == cur => {
                 b.messages += 1;
@@ -118,12 +189,22 @@ impl Window {
                 recipients,
             }),
         }
-        self.messages += 1;
-        self.recipients += u64::from(recipients);
+        for c in &mut self.cursors {
+            c.messages += 1;
+            c.recipients += u64::from(recipients);
+        }
         for &d in domains {
-            if self.domains.insert(d, cur) != Some(cur) {
-                self.order.push_back((cur, d));
+            let prev = self.domains.insert(d, cur);
+            if prev == Some(cur) {
+                continue;
             }
+            for (w, span) in self.spans.iter().enumerate() {
+                let oldest = cur.saturating_sub(span - 1);
+                if prev.is_none_or(|p| p < oldest) {
+                    self.cursors[w].domains += 1;
+                }
+            }
+            self.touches.push_back((cur, d));
         }
         Mark {
             idx: cur,
@@ -131,35 +212,49 @@ impl Window {
         }
     }
 
-    /// Takes back a message counted at `mark` (if its bucket is still in the window).
+    /// Takes back a message counted at `mark` (in the windows that still hold its bucket).
     pub fn undo(&mut self, mark: Mark) {
-        if let Some(b) = self.buckets.iter_mut().find(|b| b.idx == mark.idx)
-            && b.messages > 0
-        {
-            b.messages -= 1;
-            b.recipients = b.recipients.saturating_sub(mark.recipients);
-            self.messages -= 1;
-            self.recipients = self.recipients.saturating_sub(u64::from(mark.recipients));
+        self.prepare();
+        let Some(pos) = self.buckets.iter().position(|b| b.idx == mark.idx) else {
+            return;
+        };
+        let abs = self.bucket_base + pos as u64;
+        if self.buckets[pos].messages == 0 {
+            return;
+        }
+        self.buckets[pos].messages -= 1;
+        self.buckets[pos].recipients = self.buckets[pos].recipients.saturating_sub(mark.recipients);
+        for c in self.cursors.iter_mut().filter(|c| c.bucket <= abs) {
+            c.messages = c.messages.saturating_sub(1);
+            c.recipients = c.recipients.saturating_sub(u64::from(mark.recipients));
         }
     }
 
-    /// The totals now.
-    pub fn totals(&mut self, now: u64) -> Totals {
-        self.expire(now);
-        Totals {
-            messages: self.messages,
-            recipients: self.recipients,
-            domains: self.domains.len() as u64,
-        }
+    /// The totals of window `w` (policy order) at `now`.
+    pub fn totals(&mut self, w: usize, now: u64) -> Totals {
+        self.advance(now / self.step);
+        self.cursors
+            .get(w)
+            .map(|c| Totals {
+                messages: c.messages,
+                recipients: c.recipients,
+                domains: c.domains,
+            })
+            .unwrap_or_default()
     }
 
     /// Forgets everything (a brake reset).
     pub fn clear(&mut self) {
-        let width = self.width;
-        *self = Window::new(width);
+        let spans = std::mem::take(&mut self.spans);
+        let step = self.step;
+        *self = Windows {
+            spans,
+            step,
+            ..Windows::new(&[])
+        };
     }
 
-    /// True when nothing is left in the window.
+    /// True when nothing is left in any window.
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.domains.is_empty()
     }
@@ -236,11 +331,11 @@ mod tests {
 
     #[test]
     fn counts_slide_out_and_domains_are_distinct() {
-        let mut w = Window::new(600);
+        let mut w = Windows::new(&[600, 3600]);
         for i in 0..100u64 {
             w.add(1_000_000 + i, 2, &[i % 7]);
         }
-        let t = w.totals(1_000_100);
+        let t = w.totals(0, 1_000_100);
         assert_eq!(
             t,
             Totals {
@@ -249,19 +344,32 @@ mod tests {
                 domains: 7
             }
         );
-        // Ten minutes later everything has slid out (bucket granularity 10 s).
-        assert_eq!(w.totals(1_000_000 + 600 + 110), Totals::default());
+        // Ten minutes later the 10-minute window is empty (10 s buckets); the hour is not.
+        assert_eq!(w.totals(0, 1_000_000 + 600 + 110), Totals::default());
+        assert_eq!(
+            w.totals(1, 1_000_000 + 600 + 110),
+            Totals {
+                messages: 100,
+                recipients: 200,
+                domains: 7
+            }
+        );
+        // A domain touched again stays counted in the short window.
+        w.add(1_000_000 + 700, 1, &[3]);
+        assert_eq!(w.totals(0, 1_000_000 + 701).domains, 1);
+        assert_eq!(w.totals(1, 1_000_000 + 701).domains, 7);
+        assert_eq!(w.totals(1, 1_000_000 + 4400), Totals::default());
         assert!(w.is_empty());
     }
 
     #[test]
     fn undo_and_serde_round_trip() {
-        let mut w = Window::new(3600);
+        let mut w = Windows::new(&[3600, 86_400]);
         let m = w.add(7200, 3, &[1, 2]);
         w.add(7300, 1, &[2]);
         w.undo(m);
         assert_eq!(
-            w.totals(7300),
+            w.totals(0, 7300),
             Totals {
                 messages: 1,
                 recipients: 1,
@@ -269,17 +377,26 @@ mod tests {
             }
         );
         let json = serde_json::to_string(&w).unwrap();
-        let mut back: Window = serde_json::from_str(&json).unwrap();
+        let mut back: Windows = serde_json::from_str(&json).unwrap();
         assert_eq!(
-            back.totals(7300),
+            back.totals(0, 7300),
             Totals {
                 messages: 1,
                 recipients: 1,
                 domains: 2
             }
         );
-        // Expiry still works after loading (order rebuilt from the map).
-        assert_eq!(back.totals(7300 + 3700).domains, 0);
+        assert_eq!(
+            back.totals(1, 7300),
+            Totals {
+                messages: 1,
+                recipients: 1,
+                domains: 2
+            }
+        );
+        assert_eq!(back.totals(0, 7300 + 3700).domains, 0);
+        assert_eq!(back.totals(1, 7300 + 3700).domains, 2);
+        assert!(back.matches(&[3600, 86_400]) && !back.matches(&[600, 3600]));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod batch;
 mod cli;
 mod detection;
 mod incidents;

@@ -1,0 +1,906 @@
+//! The sender's batch (issue 4): windows, surges, the brake, known attachments,
+//! cross-recipient data, bcc / delay actions and hold notices — through real sockets, with
+//! concurrent lettre sessions, an SMTP sink as the upstream and the real CLI.
+
+use crate::common::fixtures;
+use crate::common::*;
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::client::Tls;
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
+use mailbrake::quarantine::{Entry, Filter, State};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// Helpers local to this file.
+
+/// A policy directory: the shipped default.toml plus `local.toml` with `local`.
+fn policy_dir(local: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        policies_dir().join("default.toml"),
+        d.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::write(d.path().join("local.toml"), local).unwrap();
+    d
+}
+
+/// The test configuration with the policy directory `policies` (None = shipped policy).
+fn cfg(data: &Path, sink: &Sink, policies: Option<&Path>) -> mailbrake::config::Config {
+    let mut c = config(data, Some(sink.url()));
+    if let Some(p) = policies {
+        c.server.policies = Some(p.to_path_buf());
+    }
+    c
+}
+
+/// One window of `n` messages (recipients and domains out of the way).
+fn one_window(n: u64) -> String {
+    format!(
+        "[[sender.windows]]\nwindow = \"10m\"\nmax_messages = {n}\nmax_recipients = 100000\nmax_domains = 100000\n"
+    )
+}
+
+/// A plain UTF-8 text message.
+fn text_mail(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
+    message(
+        &[
+            ("From", from),
+            ("To", to),
+            ("Subject", subject),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Transfer-Encoding", "8bit"),
+        ],
+        body,
+    )
+}
+
+/// A lettre transport holding at most one connection.
+fn transport(addr: SocketAddr) -> AsyncSmtpTransport<Tokio1Executor> {
+    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(addr.ip().to_string())
+        .port(addr.port())
+        .tls(Tls::None)
+        .timeout(Some(Duration::from_secs(20)))
+        .pool_config(PoolConfig::new().max_size(1))
+        .build()
+}
+
+/// One message to send: envelope sender, one envelope recipient, bytes.
+struct Out {
+    from: String,
+    to: String,
+    data: Vec<u8>,
+}
+
+/// What the relay said to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Forwarded,
+    Held(String),
+}
+
+fn outcome(r: &Result<String, String>) -> Outcome {
+    match r {
+        Ok(s) if s == "250 2.0.0 Ok: queued as SINK1" => Outcome::Forwarded,
+        Ok(s) if s.starts_with("250 2.0.0 Ok: held as ") => Outcome::Held(held_id(s)),
+        other => panic!("neither forwarded nor held: {other:?}"),
+    }
+}
+
+/// Sends every message over `conns` concurrent lettre connections (connection `t` sends
+/// messages t, t + conns, …, in order); returns the outcomes in message order.
+async fn send_all(addr: SocketAddr, conns: usize, msgs: Vec<Out>) -> Vec<Outcome> {
+    let msgs = Arc::new(msgs);
+    let mut tasks = Vec::new();
+    for t in 0..conns {
+        let msgs = Arc::clone(&msgs);
+        tasks.push(tokio::spawn(async move {
+            let tr = transport(addr);
+            let mut replies = Vec::new();
+            for i in (t..msgs.len()).step_by(conns) {
+                let m = &msgs[i];
+                replies.push((i, send_with(&tr, &m.from, &[m.to.as_str()], &m.data).await));
+            }
+            replies
+        }));
+    }
+    let mut all: Vec<Option<Outcome>> = vec![None; msgs.len()];
+    for t in tasks {
+        for (i, r) in t.await.unwrap() {
+            all[i] = Some(outcome(&r));
+        }
+    }
+    all.into_iter().map(|o| o.unwrap()).collect()
+}
+
+/// Sends one message on a fresh connection.
+async fn send_one(addr: SocketAddr, from: &str, to: &str, data: &[u8]) -> Outcome {
+    outcome(&send(addr, from, &[to], data).await)
+}
+
+fn forwarded(outs: &[Outcome]) -> usize {
+    outs.iter().filter(|o| **o == Outcome::Forwarded).count()
+}
+
+fn held_ids(outs: &[Outcome]) -> Vec<String> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Outcome::Held(id) => Some(id.clone()),
+            Outcome::Forwarded => None,
+        })
+        .collect()
+}
+
+/// Every quarantine entry (any state), oldest first.
+fn entries(ts: &TestServer) -> Vec<Entry> {
+    ts.app().quarantine.list(&Filter::default())
+}
+
+fn entry(ts: &TestServer, id: &str) -> Entry {
+    ts.app().quarantine.get(id).unwrap()
+}
+
+fn reasons(e: &Entry) -> Vec<&'static str> {
+    e.reasons.iter().map(|r| r.as_str()).collect()
+}
+
+/// `mailbrake breaker list --json`, parsed (empty when no brake is open).
+async fn brakes(ts: &TestServer) -> Vec<Value> {
+    let (code, out, err) = cli_at(ts, &["breaker", "list", "--json"]).await;
+    assert!(code == 0 || code == 1, "breaker list exit {code}: {err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:.200}")))
+        .collect()
+}
+
+/// The value of one series in the Prometheus text (`name` or `name{labels}`).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits so that the next `secs` seconds stay within one clock hour (surge counts are
+/// per clock hour).
+async fn clear_of_hour_boundary(secs: u64) {
+    let into = mailbrake::quarantine::unix_now() % 3600;
+    if into + secs >= 3600 {
+        tokio::time::sleep(Duration::from_secs(3600 - into + 1)).await;
+    }
+}
+
+/// Header fields of `raw` (each with its folded lines) and the body.
+fn fields(raw: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for line in raw[..end].split_inclusive(|&b| b == b'\n') {
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            out.last_mut().unwrap().extend_from_slice(line);
+        } else {
+            out.push(line.to_vec());
+        }
+    }
+    (out, raw[end..].to_vec())
+}
+
+fn field_name(f: &[u8]) -> String {
+    let n = f.split(|&b| b == b':').next().unwrap_or(&[]);
+    String::from_utf8_lossy(n).trim().to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Incident 1 with the shipped policy.
+
+/// See: INCIDENTS.md §1 — one application sends 2,000 one-recipient mails (each with that
+/// learner's login ID and one password: warn only) to learners across 306 companies, over 8
+/// concurrent connections. The shipped policy stops the line within the 10-minute window,
+/// the brake stays open (listed, counted), and a reset lets the sender's new mail flow.
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_1_the_line_stops_by_itself_and_reset_reopens_it() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+    let from = "noreply@portal.example.jp";
+    let msgs: Vec<Out> = (0..2000)
+        .map(|i| {
+            let to = format!("learner{i}@company{}.example.jp", i % 306);
+            let body = format!(
+                "受講者 様\r\n\r\neラーニングのアカウントをお知らせします。\r\nログインID: L{:08}\r\nパスワード: Xk{i}pQ2mZ\r\n\r\nよろしくお願いいたします。\r\n",
+                10_000_000 + i
+            );
+            Out {
+                from: from.into(),
+                data: text_mail(from, &to, "アカウントのお知らせ", &body),
+                to,
+            }
+        })
+        .collect();
+    let outs = send_all(ts.smtp, 8, msgs).await;
+    let fwd = forwarded(&outs);
+    let held = held_ids(&outs);
+    assert_eq!(fwd + held.len(), 2000);
+    assert_eq!(
+        sink.count(),
+        fwd,
+        "every forwarded message, and only those, upstream"
+    );
+    // The 10-minute window allows 100 messages and 30 recipient domains: each message
+    // brings a new domain, so the line stops after at least 30 and at most 100.
+    assert!((30..=100).contains(&fwd), "{fwd} forwarded");
+
+    let all = entries(&ts);
+    assert_eq!(all.len(), held.len());
+    let on_brake = all
+        .iter()
+        .filter(|e| e.reasons.iter().any(|r| r.as_str() == "breaker_open"))
+        .count();
+    for e in &all {
+        let r = reasons(e);
+        assert!(
+            r.contains(&"sender_rate") || r.contains(&"breaker_open"),
+            "{}: {r:?}",
+            e.id
+        );
+        assert_eq!(e.state, State::Held);
+    }
+    assert!(on_brake > 1800, "{on_brake} held by the brake");
+
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["sender"], from);
+    assert_eq!(b[0]["reason"], "sender_rate");
+    assert_eq!(
+        b[0]["held_since"].as_u64().unwrap(),
+        on_brake as u64,
+        "{}",
+        b[0]
+    );
+
+    let m = ts.metrics_text().await;
+    assert_eq!(metric(&m, "mailbrake_breaker_trips_total"), Some(1.0));
+    assert_eq!(metric(&m, "mailbrake_breakers_open"), Some(1.0));
+
+    let (code, out, err) = cli_at(&ts, &["breaker", "reset", from]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(brakes(&ts).await.is_empty());
+    let next = text_mail(
+        from,
+        "learner1@company1.example.jp",
+        "after the reset",
+        "ok\r\n",
+    );
+    assert_eq!(
+        send_one(ts.smtp, from, "learner1@company1.example.jp", &next).await,
+        Outcome::Forwarded
+    );
+    assert_eq!(sink.count(), fwd + 1);
+    let m = ts.metrics_text().await;
+    assert_eq!(metric(&m, "mailbrake_breakers_open"), Some(0.0));
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Exact counting under concurrency.
+
+/// 16 sessions × 25 messages from one sender at once, a window of 50 and no brake: exactly
+/// 50 pass, 350 are held as sender_rate.
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_are_exact_under_concurrent_sessions() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!("{}\n[brake]\non_rate = false\n", one_window(50)));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "app@sys.example";
+    let msgs: Vec<Out> = (0..400)
+        .map(|i| {
+            let to = format!("user{i}@dest{}.example", i % 40);
+            Out {
+                from: from.into(),
+                data: text_mail(from, &to, "report", "Your weekly report is ready.\r\n"),
+                to,
+            }
+        })
+        .collect();
+    let outs = send_all(ts.smtp, 16, msgs).await;
+    assert_eq!(forwarded(&outs), 50);
+    assert_eq!(sink.count(), 50);
+    let held = held_ids(&outs);
+    assert_eq!(held.len(), 350);
+    for e in entries(&ts) {
+        assert_eq!(reasons(&e), ["sender_rate"], "{}", e.id);
+    }
+    assert!(
+        brakes(&ts).await.is_empty(),
+        "on_rate = false opens no brake"
+    );
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Incident 4.
+
+/// Incident 4's bulk notice: the first message alone, then `n - 1` over 4 connections.
+/// Returns the outcomes (first one first).
+async fn replay_incident_4(ts: &TestServer, n: usize) -> Vec<Outcome> {
+    let from = "notice@mutual-aid.example.or.jp";
+    let csv = fixtures::incident4_csv(5_212);
+    let tail = fixtures::with_attachments(
+        &[("Subject", "総会のお知らせ")],
+        "組合員の皆様\r\n\r\n総会のご案内をお送りします。",
+        &[("送付リスト.csv", "text/csv", &csv)],
+    );
+    let make = |i: usize| {
+        let to = format!("member{i}@mail{}.example.jp", i % 50);
+        let mut data = format!("From: {from}\r\nTo: {to}\r\n").into_bytes();
+        data.extend_from_slice(&tail);
+        Out {
+            from: from.into(),
+            to,
+            data,
+        }
+    };
+    let first = make(0);
+    let mut outs = vec![send_one(ts.smtp, &first.from, &first.to, &first.data).await];
+    outs.extend(send_all(ts.smtp, 4, (1..n).map(make).collect()).await);
+    outs
+}
+
+/// See: INCIDENTS.md §4 — 300 messages of the bulk notice, each carrying the member list,
+/// over 4 concurrent connections: zero reach the upstream. The first is held for its
+/// content, every later one as known_attachment (not scanned again), and the brake opens
+/// once the sender is in a batch. With on_content_in_batch = false, the same attachment
+/// still stops every message (the brake then opens on the rate).
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_4_the_bulk_notice_stops_at_zero() {
+    for brake_on_content in [true, false] {
+        let sink = Sink::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let pol = policy_dir(&format!(
+            "[brake]\non_content_in_batch = {brake_on_content}\n"
+        ));
+        let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+        let outs = replay_incident_4(&ts, 300).await;
+        assert_eq!(forwarded(&outs), 0, "brake on content: {brake_on_content}");
+        assert_eq!(sink.count(), 0);
+        let held = held_ids(&outs);
+        assert_eq!(held.len(), 300);
+
+        let first = reasons(&entry(&ts, &held[0]));
+        assert!(
+            first.contains(&"personal_data") && first.contains(&"address_list"),
+            "{first:?}"
+        );
+        assert!(!first.contains(&"known_attachment"), "{first:?}");
+        let mut known = 0;
+        for id in &held[1..] {
+            let r = reasons(&entry(&ts, id));
+            assert!(
+                ["personal_data", "known_attachment", "breaker_open"]
+                    .iter()
+                    .any(|x| r.contains(x)),
+                "{id}: {r:?}"
+            );
+            // Every later message carries the attachment of a held one.
+            assert!(r.contains(&"known_attachment"), "{id}: {r:?}");
+            known += 1;
+        }
+        assert_eq!(known, 299);
+        let b = brakes(&ts).await;
+        assert_eq!(b.len(), 1, "{b:?}");
+        let why = if brake_on_content {
+            "known_attachment"
+        } else {
+            "sender_rate"
+        };
+        assert_eq!(b[0]["reason"], why, "brake on content: {brake_on_content}");
+        ts.stop().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Incident 5's mail twin: cross-recipient data.
+
+/// Message `i` of a mail merge: member i's own number and name.
+fn merge_body(i: usize, extra: &str) -> String {
+    format!(
+        "会員番号: M{}\r\n氏名: {} 様\r\n{extra}\r\nいつもご利用いただきありがとうございます。\r\n次回のご案内をお送りします。\r\n",
+        1000 + i,
+        fixtures::person(i)
+    )
+}
+
+fn member(i: usize) -> String {
+    format!("member{i}@family{i}.example")
+}
+
+/// Sends the 10-message merge (members 1..=10) from `from`; all must be forwarded.
+async fn merge_batch(ts: &TestServer, from: &str) {
+    for i in 1..=10 {
+        let to = member(i);
+        let m = text_mail(from, &to, "ご案内", &merge_body(i, ""));
+        assert_eq!(
+            send_one(ts.smtp, from, &to, &m).await,
+            Outcome::Forwarded,
+            "merge message {i}"
+        );
+    }
+}
+
+/// See: INCIDENTS.md §5 — a merge that fills member 3's message with member 7's member
+/// number and name (or with member 7's address) is held as cross_recipient; identifiers
+/// shared by every message of a batch (an event code, the sender's phone) never count.
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_5_another_members_data_is_held_as_cross_recipient() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+
+    // Member 3's message carrying member 7's number and name.
+    let from = "merge@family-club.example";
+    merge_batch(&ts, from).await;
+    assert_eq!(sink.count(), 10);
+    let to = member(3);
+    let wrong = text_mail(from, &to, "ご案内", &merge_body(7, ""));
+    let Outcome::Held(id) = send_one(ts.smtp, from, &to, &wrong).await else {
+        panic!("member 3's message with member 7's data was forwarded");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["cross_recipient"]);
+    assert_eq!(sink.count(), 10, "nothing of it upstream");
+
+    // Member 3's own data, but member 7's address.
+    let from = "merge2@family-club.example";
+    merge_batch(&ts, from).await;
+    assert_eq!(sink.count(), 20);
+    let body = merge_body(3, &format!("ご登録のメールアドレス: {}\r\n", member(7)));
+    let wrong = text_mail(from, &to, "ご案内", &body);
+    let Outcome::Held(id) = send_one(ts.smtp, from, &to, &wrong).await else {
+        panic!("member 3's message with member 7's address was forwarded");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["cross_recipient"]);
+    assert_eq!(sink.count(), 20);
+    assert!(
+        sink.messages()
+            .iter()
+            .filter(|d| d.rcpts == [to.clone()])
+            .all(|d| !String::from_utf8_lossy(&d.data).contains(&member(7))),
+        "member 7's address reached member 3"
+    );
+
+    // Every message carries the same event code and the sender's phone number: shared,
+    // never another recipient's data.
+    let from = "events@family-club.example";
+    let shared = "イベントコード: EV-2024-0715\r\nお問い合わせ電話: 03-5555-0100\r\n";
+    for i in 1..=14 {
+        let to = member(i);
+        let m = text_mail(from, &to, "イベントのご案内", &merge_body(i, shared));
+        assert_eq!(
+            send_one(ts.smtp, from, &to, &m).await,
+            Outcome::Forwarded,
+            "event message {i}"
+        );
+    }
+    assert_eq!(sink.count(), 34);
+    assert_eq!(entries(&ts).len(), 2);
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Restarts.
+
+/// Restart in the middle: the window's count and the brake survive two restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_the_counts_and_the_brake() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(30));
+    let from = "app@school.example";
+    let mail = |i: usize| {
+        let to = format!("s{i}@home{i}.example");
+        let m = text_mail(from, &to, "連絡", "明日は休校です。\r\n");
+        (to, m)
+    };
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    for i in 0..20 {
+        let (to, m) = mail(i);
+        assert_eq!(send_one(ts.smtp, from, &to, &m).await, Outcome::Forwarded);
+    }
+    ts.stop().await;
+
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let mut outs = Vec::new();
+    for i in 20..35 {
+        let (to, m) = mail(i);
+        outs.push(send_one(ts.smtp, from, &to, &m).await);
+    }
+    assert_eq!(forwarded(&outs), 10, "{outs:?}");
+    assert!(outs[..10].iter().all(|o| *o == Outcome::Forwarded));
+    assert_eq!(sink.count(), 30);
+    let held = held_ids(&outs);
+    assert_eq!(reasons(&entry(&ts, &held[0])), ["sender_rate"]);
+    for id in &held[1..] {
+        assert!(reasons(&entry(&ts, id)).contains(&"breaker_open"), "{id}");
+    }
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        (b[0]["sender"].as_str(), b[0]["reason"].as_str()),
+        (Some(from), Some("sender_rate"))
+    );
+    assert_eq!(b[0]["held_since"], 4);
+    ts.stop().await;
+
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(
+        (b[0]["sender"].as_str(), b[0]["reason"].as_str()),
+        (Some(from), Some("sender_rate"))
+    );
+    assert_eq!(b[0]["held_since"], 4);
+    let (to, m) = mail(99);
+    let Outcome::Held(id) = send_one(ts.smtp, from, &to, &m).await else {
+        panic!("forwarded after the restart although the brake is open");
+    };
+    assert!(reasons(&entry(&ts, &id)).contains(&"breaker_open"));
+    assert_eq!(sink.count(), 30);
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Delay.
+
+/// A delayed message waits its delay, then is sent exactly once and marked released; a
+/// delayed message deleted meanwhile is never sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn delay_releases_on_time_unless_deleted() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir("[visible_recipients]\naction = \"delay\"\n[delay]\nduration = \"2s\"\n");
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let m = incident2_message();
+    let sent_at = Instant::now();
+    let Outcome::Held(keep) =
+        send_one(ts.smtp, "news@publisher.example", "a@family1.example", &m).await
+    else {
+        panic!("a delayed message was forwarded at once");
+    };
+    let Outcome::Held(drop_id) =
+        send_one(ts.smtp, "news@publisher.example", "b@family2.example", &m).await
+    else {
+        panic!("a delayed message was forwarded at once");
+    };
+    assert_eq!(sink.count(), 0, "nothing before the delay");
+    let (code, out, err) = cli_at(&ts, &["quarantine", "delete", &drop_id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let e = entry(&ts, &keep);
+    assert_eq!(e.state, State::Held);
+    assert_eq!(reasons(&e), ["visible_recipients"]);
+    assert!(e.release_after.is_some());
+
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() >= 1).await,
+        "the delayed message was not sent within 15 s"
+    );
+    let waited = sent_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "sent after only {waited:?}"
+    );
+    let d = sink.messages();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].rcpts, ["a@family1.example"]);
+    assert_bytes_eq(&strip_trace(&d[0].data), &m);
+    assert!(
+        wait_until(Duration::from_secs(5), || entry(&ts, &keep).state
+            == State::Released)
+        .await,
+        "entry not marked released"
+    );
+
+    // The deleted one: wait past its due time by 6 s (bounded), it never arrives.
+    let deadline = sent_at + Duration::from_secs(2 + 6);
+    tokio::time::sleep_until(deadline.into()).await;
+    assert_eq!(sink.count(), 1, "a deleted delayed message was sent");
+    assert_eq!(entry(&ts, &drop_id).state, State::Deleted);
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Bcc.
+
+/// `visible_recipients` with action bcc: incident 2 plus a folded Cc is forwarded with
+/// exactly one `To: undisclosed-recipients:;`, no Cc, the same envelope and every other
+/// byte unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn bcc_rewrites_to_and_cc_only() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir("[visible_recipients]\naction = \"bcc\"\n");
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let orig = incident2_message();
+    let at = orig.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    let mut m = orig[..at].to_vec();
+    m.extend_from_slice(
+        b"Cc: editor@publisher.example,\r\n\tpartner@agency.example\r\nX-Mailer: news 2.1\r\n",
+    );
+    m.extend_from_slice(&orig[at..]);
+    let rcpts = [
+        "member1@family1.example",
+        "member2@family2.example",
+        "member3@family3.example",
+    ];
+    let reply = send(ts.smtp, "news@publisher.example", &rcpts, &m)
+        .await
+        .unwrap();
+    assert_eq!(reply, "250 2.0.0 Ok: queued as SINK1");
+    assert_eq!(sink.count(), 1);
+    let d = &sink.messages()[0];
+    assert_eq!(d.from, "news@publisher.example");
+    assert_eq!(d.rcpts, rcpts);
+    let got = strip_trace(&d.data);
+
+    let (got_fields, got_body) = fields(&got);
+    let (want_fields, want_body) = fields(&m);
+    let to: Vec<&Vec<u8>> = got_fields
+        .iter()
+        .filter(|f| field_name(f) == "to")
+        .collect();
+    assert_eq!(to.len(), 1, "To fields: {}", to.len());
+    assert_eq!(to[0].as_slice(), b"To: undisclosed-recipients:;\r\n");
+    assert!(
+        got_fields.iter().all(|f| field_name(f) != "cc"),
+        "a Cc is left"
+    );
+    let rest = |fs: &[Vec<u8>]| -> Vec<u8> {
+        fs.iter()
+            .filter(|f| !matches!(field_name(f).as_str(), "to" | "cc"))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    assert_bytes_eq(&rest(&got_fields), &rest(&want_fields));
+    assert_bytes_eq(&got_body, &want_body);
+    assert!(entries(&ts).is_empty(), "nothing held");
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Notices.
+
+/// Four held messages from one sender: exactly two notices (the limit), from the null
+/// sender to the sender, with the id and the contact and never the content.
+#[tokio::test(flavor = "multi_thread")]
+async fn hold_notices_are_sent_and_rate_limited() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), &sink, None);
+    c.notify.enabled = true;
+    c.notify.contact = "it@corp.example".into();
+    c.notify.max_per_sender_per_hour = 2;
+    let mut ts = TestServer::start(c).await;
+    let sender = "alice@corp.example";
+    let m = incident2_message();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let Outcome::Held(id) = send_one(ts.smtp, sender, "member1@family1.example", &m).await
+        else {
+            panic!("incident 2 was forwarded");
+        };
+        ids.push(id);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.count() >= 2).await,
+        "{} notices",
+        sink.count()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = sink.messages();
+    assert_eq!(d.len(), 2, "exactly two notices");
+    let mut noticed = BTreeSet::new();
+    for n in &d {
+        assert_eq!(n.from, "", "null sender");
+        assert_eq!(n.rcpts, [sender]);
+        let text = String::from_utf8_lossy(&n.data);
+        assert!(text.contains("it@corp.example"), "no contact in the notice");
+        assert!(
+            text.contains("visible_recipients"),
+            "no reason in the notice"
+        );
+        assert!(
+            !text.contains("December newsletter") && !text.contains("Dear members"),
+            "the notice carries the held content"
+        );
+        assert!(!text.contains("member1@family1.example"));
+        let which: Vec<&String> = ids.iter().filter(|id| text.contains(id.as_str())).collect();
+        assert_eq!(which.len(), 1, "a notice names exactly one held id");
+        noticed.insert(which[0].clone());
+    }
+    assert_eq!(noticed, ids[..2].iter().cloned().collect::<BTreeSet<_>>());
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_notices_total{result=\"suppressed\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "mailbrake_notices_total{result=\"sent\"}"),
+        Some(2.0)
+    );
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Surge.
+
+/// A sender with no history, surge floor 5, no history required: the 6th message of the
+/// hour is held as sender_surge (usual 0) and opens the brake.
+#[tokio::test(flavor = "multi_thread")]
+async fn surge_over_the_floor_from_a_new_sender_is_held() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}\n[sender.surge]\nmin_history_hours = 0\nfloor = 5\nmultiple = 10.0\n",
+        one_window(10_000)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    clear_of_hour_boundary(30).await;
+    let from = "new-app@apps.example";
+    let mut outs = Vec::new();
+    for i in 0..7 {
+        let to = format!("u{i}@d{i}.example");
+        let m = text_mail(from, &to, "hello", "Hello.\r\n");
+        outs.push(send_one(ts.smtp, from, &to, &m).await);
+    }
+    assert_eq!(forwarded(&outs[..5]), 5, "{outs:?}");
+    let held = held_ids(&outs);
+    assert_eq!(held.len(), 2, "{outs:?}");
+    let e = entry(&ts, &held[0]);
+    assert_eq!(reasons(&e), ["sender_surge"]);
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.reason.as_str() == "sender_surge")
+        .unwrap();
+    assert!(
+        f.summary.contains("6 messages this hour") && f.summary.contains("usual 0.0"),
+        "{}",
+        f.summary
+    );
+    assert!(reasons(&entry(&ts, &held[1])).contains(&"breaker_open"));
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["reason"], "sender_surge");
+    assert_eq!(sink.count(), 5);
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. Overrides.
+
+/// An exempt address sends 150 under the shipped windows; a domain override with a window
+/// of 5 holds the 6th of each of its senders; other senders keep the shipped limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn overrides_exempt_an_address_and_limit_a_domain() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(
+        "[[sender.overrides]]\nmatch = \"newsletter@corp.example\"\nexempt = true\n\n\
+         [[sender.overrides]]\nmatch = \"@corp.example\"\n\
+         windows = [{ window = \"10m\", max_messages = 5, max_recipients = 1000, max_domains = 1000 }]\n",
+    );
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let news = "newsletter@corp.example";
+    let msgs: Vec<Out> = (0..150)
+        .map(|i| {
+            let to = format!("reader{i}@r{i}.example");
+            Out {
+                from: news.into(),
+                data: text_mail(news, &to, "Newsletter", "This month's news.\r\n"),
+                to,
+            }
+        })
+        .collect();
+    let outs = send_all(ts.smtp, 4, msgs).await;
+    assert_eq!(forwarded(&outs), 150);
+    assert_eq!(sink.count(), 150);
+
+    for (sender, limited) in [
+        ("alice@corp.example", true),
+        ("bob@corp.example", true),
+        ("carol@other.example", false),
+    ] {
+        let mut outs = Vec::new();
+        for i in 0..6 {
+            let to = format!("p{i}@partner{i}.example");
+            let m = text_mail(sender, &to, "meeting", "See you tomorrow.\r\n");
+            outs.push(send_one(ts.smtp, sender, &to, &m).await);
+        }
+        assert_eq!(forwarded(&outs[..5]), 5, "{sender}: {outs:?}");
+        match (&outs[5], limited) {
+            (Outcome::Held(id), true) => assert_eq!(reasons(&entry(&ts, id)), ["sender_rate"]),
+            (Outcome::Forwarded, false) => {}
+            (o, _) => panic!("{sender}: 6th message {o:?}"),
+        }
+    }
+    assert_eq!(sink.count(), 150 + 5 + 5 + 6);
+    let b = brakes(&ts).await;
+    let senders: BTreeSet<&str> = b.iter().filter_map(|x| x["sender"].as_str()).collect();
+    assert_eq!(
+        senders,
+        BTreeSet::from(["alice@corp.example", "bob@corp.example"])
+    );
+    ts.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. The breaker CLI.
+
+/// `breaker list` shows SENDER / WHY / SINCE / HELD SINCE; `breaker reset` normalises the
+/// sender's domain and exits 1 for a sender without a brake.
+#[tokio::test(flavor = "multi_thread")]
+async fn breaker_cli_lists_and_resets() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(2));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let (_, out, _) = cli_at(&ts, &["breaker", "list"]).await;
+    assert!(out.contains("No open brakes."), "{out}");
+
+    let from = "tripper@corp.example";
+    let mut outs = Vec::new();
+    for i in 0..5 {
+        let to = format!("x{i}@y.example");
+        let m = text_mail(from, &to, "s", "b\r\n");
+        outs.push(send_one(ts.smtp, from, &to, &m).await);
+    }
+    assert_eq!(forwarded(&outs), 2);
+    let (code, out, err) = cli_at(&ts, &["breaker", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    let head = lines.next().unwrap();
+    let cols: Vec<&str> = head
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(cols, ["SENDER", "WHY", "SINCE", "HELD SINCE"], "{head}");
+    let row = lines.next().unwrap();
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(cells.len(), 4, "{row}");
+    assert_eq!(
+        (cells[0], cells[1], cells[3]),
+        (from, "sender_rate", "2"),
+        "{row}"
+    );
+    assert!(lines.next().is_none(), "{out}");
+
+    let (code, _, err) = cli_at(&ts, &["breaker", "reset", "unknown@x.example"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unknown@x.example"), "{err}");
+    let (code, out, err) = cli_at(&ts, &["breaker", "reset", "tripper@Corp.EXAMPLE"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(brakes(&ts).await.is_empty());
+    let m = text_mail(from, "x9@y.example", "s", "b\r\n");
+    assert_eq!(
+        send_one(ts.smtp, from, "x9@y.example", &m).await,
+        Outcome::Forwarded
+    );
+    ts.stop().await;
+}
