@@ -652,6 +652,9 @@ mod tests {
         assert_eq!(c.admin.listen, d.admin.listen);
         assert_eq!(c.metrics.listen, d.metrics.listen);
         assert_eq!(c.quarantine.retention, d.quarantine.retention);
+        assert_eq!(c.notify.enabled, d.notify.enabled);
+        assert_eq!(c.notify.contact, d.notify.contact);
+        assert_eq!(c.notify.max_per_sender_per_hour, d.notify.max_per_sender_per_hour);
     }
 
     #[test]
