@@ -575,10 +575,13 @@ impl Config {
 
 /// The machine's host name (from the kernel), or `localhost` when it is unusable.
 fn default_hostname() -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    // /etc/hostname first: a sandboxed service (systemd ProcSubset=pid) cannot read /proc/sys.
+    let name = ["/etc/hostname", "/proc/sys/kernel/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
     if !name.is_empty()
         && name
             .bytes()
@@ -654,7 +657,10 @@ mod tests {
         assert_eq!(c.quarantine.retention, d.quarantine.retention);
         assert_eq!(c.notify.enabled, d.notify.enabled);
         assert_eq!(c.notify.contact, d.notify.contact);
-        assert_eq!(c.notify.max_per_sender_per_hour, d.notify.max_per_sender_per_hour);
+        assert_eq!(
+            c.notify.max_per_sender_per_hour,
+            d.notify.max_per_sender_per_hour
+        );
     }
 
     #[test]

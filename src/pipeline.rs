@@ -155,8 +155,10 @@ fn finish_forward(app: &App, obs: &Observation, r: Reply) -> Reply {
     r
 }
 
+/// `holds_total{reason,mode}`: hold decisions only (a reject, a delay or a Bcc rewrite is
+/// not a hold); in monitor mode, the holds the policy would have made.
 fn count_decision(app: &App, v: &Verdict) {
-    if matches!(v.policy_decision, Decision::Forward | Decision::Bcc) {
+    if v.policy_decision != Decision::Hold {
         return;
     }
     let mode = if v.monitor { "monitor" } else { "enforce" };
