@@ -75,6 +75,8 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         .rcpt_to
         .iter()
         .any(|r| domain_of(r).is_some_and(|d| !is_internal(&d, &policy.internal_domains)));
+    // A message to be forwarded with To/Cc undisclosed keeps that rewrite when it is delayed.
+    let undisclose = verdict.decision == Decision::Bcc;
     if !verdict.monitor
         && matches!(verdict.decision, Decision::Forward | Decision::Bcc)
         && policy.delay.external_mail
@@ -122,6 +124,11 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         }
         Decision::Delay => {
             let until = now + policy.delay.duration.as_secs();
+            let message = if undisclose {
+                Arc::new(crate::rewrite::undisclosed_recipients(&message))
+            } else {
+                message
+            };
             hold(
                 app,
                 id,

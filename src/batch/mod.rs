@@ -248,13 +248,9 @@ impl Batches {
                 });
                 obs.trip.get_or_insert(HoldReason::SenderSurge);
             }
-            // The cross-recipient memory starts with a sender's second message in the short
-            // window (a single message is no batch), which keeps occasional senders small.
-            if let [to] = env.rcpt_to.as_slice()
-                && (state.cross.is_some()
-                    || obs.in_batch
-                    || state.windows.totals(shortest.unwrap_or(0), now).messages >= 2)
-            {
+            // Every one-recipient message is remembered (even a batch's first recipient must be
+            // protected); the tracker forgets what is older than its window.
+            if let [to] = env.rcpt_to.as_slice() {
                 let to = normalize_address(to).to_lowercase();
                 let cross = state.cross.get_or_insert_with(Box::default);
                 let foreign = cross.observe(

@@ -272,7 +272,7 @@ async fn incident_1_the_line_stops_by_itself_and_reset_reopens_it() {
 
     let m = ts.metrics_text().await;
     assert_eq!(metric(&m, "mailbrake_breaker_trips_total"), Some(1.0));
-    // `mailbrake_breakers_open` is checked in `breakers_open_gauge_follows_open_brakes`.
+    assert_eq!(metric(&m, "mailbrake_breakers_open"), Some(1.0));
 
     let (code, out, err) = cli_at(&ts, &["breaker", "reset", from]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -288,13 +288,14 @@ async fn incident_1_the_line_stops_by_itself_and_reset_reopens_it() {
         Outcome::Forwarded
     );
     assert_eq!(sink.count(), fwd + 1);
+    let m = ts.metrics_text().await;
+    assert_eq!(metric(&m, "mailbrake_breakers_open"), Some(0.0));
     ts.stop().await;
 }
 
 /// Issue 4 item 8: `mailbrake_breakers_open` is the number of brakes open now: 1 after a
 /// trip, still 1 after a restart, 0 after the reset.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "defect: the mailbrake_breakers_open gauge is never set (always 0)"]
 async fn breakers_open_gauge_follows_open_brakes() {
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -332,6 +333,69 @@ async fn breakers_open_gauge_follows_open_brakes() {
         Some(0.0),
         "after the reset"
     );
+    ts.stop().await;
+}
+
+/// Trips a brake with a cool-down of 3 s (window 2 s, 1 message) and waits until the
+/// cool-down and the window have passed. Returns the sender.
+async fn trip_and_wait_out_cooldown(ts: &TestServer) -> &'static str {
+    let from = "app@sys.example";
+    let mail = text_mail(from, "u@d.example", "s", "b\r\n");
+    assert_eq!(
+        send_one(ts.smtp, from, "u@d.example", &mail).await,
+        Outcome::Forwarded
+    );
+    assert!(matches!(
+        send_one(ts.smtp, from, "u@d.example", &mail).await,
+        Outcome::Held(_)
+    ));
+    // The brake as the API has it (not through `breaker list`, which closes expired ones).
+    let (status, body) = {
+        let token = std::fs::read_to_string(ts.data_dir.join("admin.token")).unwrap();
+        http_get(ts.admin, "/api/v1/breakers", Some(token.trim())).await
+    };
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let until = v["breakers"][0]["cooldown_until"].as_u64().unwrap();
+    while mailbrake::quarantine::unix_now() < until + 1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    from
+}
+
+const COOLDOWN_POLICY: &str = "[[sender.windows]]\nwindow = \"2s\"\nmax_messages = 1\nmax_recipients = 1000\nmax_domains = 1000\n[brake]\ncooldown = \"3s\"\n";
+
+/// `[brake] cooldown`: the brake closes by itself once the cool-down has passed; the
+/// sender's next message flows (its 2 s window has slid on too).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cooldown_closes_the_brake_by_itself() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(COOLDOWN_POLICY);
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = trip_and_wait_out_cooldown(&ts).await;
+    assert!(brakes(&ts).await.is_empty());
+    let mail = text_mail(from, "u@d.example", "s", "b\r\n");
+    assert_eq!(
+        send_one(ts.smtp, from, "u@d.example", &mail).await,
+        Outcome::Forwarded
+    );
+    assert_eq!(sink.count(), 2);
+    ts.stop().await;
+}
+
+/// After a cool-down closed the brake, `mailbrake_breakers_open` is 0 at the next scrape
+/// (the MailbrakeSenderBrakeOpen alert must stop), even before anyone lists the brakes or
+/// the sender sends again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gauge_drops_when_the_cooldown_closes_the_brake() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(COOLDOWN_POLICY);
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    trip_and_wait_out_cooldown(&ts).await;
+    let m = ts.metrics_text().await;
+    assert_eq!(metric(&m, "mailbrake_breakers_open"), Some(0.0));
     ts.stop().await;
 }
 
@@ -425,9 +489,8 @@ async fn the_sender_is_normalised_before_counting() {
         "App@Corp.Example",
         "App@corp.example",
         "App@CORP.EXAMPLE",
-        "App@corp.example.",
+        "App@cOrP.eXample",
     ] {
-        let from = from.trim_end_matches('.');
         let m = text_mail(from, "u@d.example", "s", "b\r\n");
         outs.push(send_one(ts.smtp, from, "u@d.example", &m).await);
     }
@@ -442,6 +505,123 @@ async fn the_sender_is_normalised_before_counting() {
         send_one(ts.smtp, "other@corp.example", "u@d.example", &m).await,
         Outcome::Forwarded
     );
+    ts.stop().await;
+}
+
+/// Monitor mode: over the window, everything is still forwarded, the would-be holds are
+/// counted as monitor, and no brake opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_mode_counts_but_never_brakes() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!("mode = \"monitor\"\n{}", one_window(2)));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "app@sys.example";
+    for i in 0..5 {
+        let to = format!("u{i}@d.example");
+        let m = text_mail(from, &to, "s", "b\r\n");
+        assert_eq!(send_one(ts.smtp, from, &to, &m).await, Outcome::Forwarded);
+    }
+    assert_eq!(sink.count(), 5);
+    assert!(brakes(&ts).await.is_empty());
+    let m = ts.metrics_text().await;
+    assert_eq!(
+        metric(
+            &m,
+            "mailbrake_holds_total{mode=\"monitor\",reason=\"sender_rate\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(metric(&m, "mailbrake_breaker_trips_total"), Some(0.0));
+    ts.stop().await;
+}
+
+/// `[sender] action = "reject"`: every message over the window gets `550 5.7.1` (reject is
+/// stronger than the brake's hold), is not stored and is not counted; the brake opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_trip_can_reject() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}\n[sender]\naction = \"reject\"\n",
+        one_window(2)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "app@sys.example";
+    let m = text_mail(from, "u@d.example", "s", "b\r\n");
+    for _ in 0..2 {
+        assert_eq!(
+            send_one(ts.smtp, from, "u@d.example", &m).await,
+            Outcome::Forwarded
+        );
+    }
+    for _ in 0..3 {
+        let r = send(ts.smtp, from, &["u@d.example"], &m).await;
+        assert!(
+            matches!(&r, Err(e) if e.contains("550") && e.contains("5.7.1") && e.contains("sender_rate")),
+            "{r:?}"
+        );
+    }
+    assert!(entries(&ts).is_empty(), "a rejected message is not stored");
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["reason"], "sender_rate");
+    assert_eq!(sink.count(), 2);
+    ts.stop().await;
+}
+
+/// Issue 4 item 1: an authenticated session's sender is its user, whatever the envelope
+/// sender; `user:NAME` overrides apply, and the brake is listed and reset under that name.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_authenticated_sender_is_its_user() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let (cert, key, pem) = make_cert(&tls);
+    let pol = policy_dir(
+        "[[sender.overrides]]\nmatch = \"user:webapp\"\n\
+         windows = [{ window = \"10m\", max_messages = 3, max_recipients = 1000, max_domains = 1000 }]\n",
+    );
+    let mut c = cfg(&dir.path().join("data"), &sink, Some(pol.path()));
+    c.tls.cert = Some(cert);
+    c.tls.key = Some(key);
+    c.auth.users = vec![mailbrake::config::AuthUser {
+        name: "webapp".into(),
+        password_hash: mailbrake::smtp::auth::hash_password("s3cret-pass").unwrap(),
+    }];
+    let mut ts = TestServer::start(c).await;
+    let t = starttls_transport(ts.smtp, &pem, Some(("webapp", "s3cret-pass")));
+    let mut outs = Vec::new();
+    for from in [
+        "a@one.example",
+        "b@two.example",
+        "c@three.example",
+        "d@four.example",
+    ] {
+        let m = text_mail(from, "u@d.example", "s", "b\r\n");
+        outs.push(outcome(&send_with(&t, from, &["u@d.example"], &m).await));
+    }
+    assert_eq!(forwarded(&outs), 3, "{outs:?}");
+    let held = held_ids(&outs);
+    assert_eq!(reasons(&entry(&ts, &held[0])), ["sender_rate"]);
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["sender"], "user:webapp");
+    // The same envelope sender without AUTH is another sender (shipped windows).
+    let m = text_mail("a@one.example", "u@d.example", "s", "b\r\n");
+    assert_eq!(
+        send_one(ts.smtp, "a@one.example", "u@d.example", &m).await,
+        Outcome::Forwarded
+    );
+    let (code, out, err) = cli_at(&ts, &["breaker", "reset", "user:webapp"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let m = text_mail("e@five.example", "u@d.example", "s", "b\r\n");
+    assert_eq!(
+        outcome(&send_with(&t, "e@five.example", &["u@d.example"], &m).await),
+        Outcome::Forwarded
+    );
+    drop(t);
     ts.stop().await;
 }
 
@@ -500,7 +680,6 @@ async fn incident_4_the_bulk_notice_stops_at_zero() {
             "{first:?}"
         );
         assert!(!first.contains(&"known_attachment"), "{first:?}");
-        let mut known = 0;
         for id in &held[1..] {
             let r = reasons(&entry(&ts, id));
             assert!(
@@ -511,9 +690,7 @@ async fn incident_4_the_bulk_notice_stops_at_zero() {
             );
             // Every later message carries the attachment of a held one.
             assert!(r.contains(&"known_attachment"), "{id}: {r:?}");
-            known += 1;
         }
-        assert_eq!(known, 299);
         let b = brakes(&ts).await;
         assert_eq!(b.len(), 1, "{b:?}");
         let why = if brake_on_content {
@@ -524,6 +701,39 @@ async fn incident_4_the_bulk_notice_stops_at_zero() {
         assert_eq!(b[0]["reason"], why, "brake on content: {brake_on_content}");
         ts.stop().await;
     }
+}
+
+/// The known attachments are rebuilt from the quarantine at start-up: after a restart, a
+/// message carrying the held member list is held as known_attachment without a scan.
+#[tokio::test(flavor = "multi_thread")]
+async fn known_attachments_survive_a_restart() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+    let outs = replay_incident_4(&ts, 1).await;
+    let first = held_ids(&outs);
+    assert_eq!(first.len(), 1);
+    assert!(reasons(&entry(&ts, &first[0])).contains(&"personal_data"));
+    ts.stop().await;
+
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+    let csv = fixtures::incident4_csv(5_212);
+    let from = "other-contractor@mail-vendor.example";
+    let m = fixtures::with_attachments(
+        &[
+            ("From", from),
+            ("To", "member9@mail9.example.jp"),
+            ("Subject", "別件"),
+        ],
+        "添付をご確認ください。",
+        &[("list.csv", "text/csv", &csv)],
+    );
+    let Outcome::Held(id) = send_one(ts.smtp, from, "member9@mail9.example.jp", &m).await else {
+        panic!("the member list went out after a restart");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["known_attachment"]);
+    assert_eq!(sink.count(), 0);
+    ts.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -617,7 +827,6 @@ async fn incident_5_another_members_data_is_held_as_cross_recipient() {
 /// included. Member 3's message carrying member 1's address (member 1 got the first message
 /// of the merge) is held as cross_recipient.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "defect: the first message of a batch is never learned, so its recipient's data passes"]
 async fn cross_recipient_covers_the_first_recipient_of_the_batch() {
     let sink = Sink::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -753,6 +962,91 @@ async fn delay_releases_on_time_unless_deleted() {
     tokio::time::sleep_until(deadline.into()).await;
     assert_eq!(sink.count(), 1, "a deleted delayed message was sent");
     assert_eq!(entry(&ts, &drop_id).state, State::Deleted);
+    ts.stop().await;
+}
+
+/// `[delay] external_mail = true`: mail to an internal domain flows at once, mail with an
+/// external recipient waits the delay, then goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn external_mail_delay_keeps_internal_mail_flowing() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(
+        "internal_domains = [\"corp.example\"]\n[delay]\nduration = \"2s\"\nexternal_mail = true\n",
+    );
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "sato@corp.example";
+    let inside = text_mail(
+        from,
+        "suzuki@corp.example",
+        "memo",
+        "会議は15時からです。\r\n",
+    );
+    assert_eq!(
+        send_one(ts.smtp, from, "suzuki@corp.example", &inside).await,
+        Outcome::Forwarded
+    );
+    assert_eq!(sink.count(), 1);
+    let outside = text_mail(
+        from,
+        "yamada@partner.example",
+        "見積",
+        "お見積りを送ります。\r\n",
+    );
+    let Outcome::Held(id) = send_one(ts.smtp, from, "yamada@partner.example", &outside).await
+    else {
+        panic!("external mail was not delayed");
+    };
+    assert!(entry(&ts, &id).release_after.is_some());
+    assert_eq!(sink.count(), 1);
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 2).await,
+        "the delayed external message was not sent within 15 s"
+    );
+    let d = &sink.messages()[1];
+    assert_eq!(d.rcpts, ["yamada@partner.example"]);
+    assert_bytes_eq(&strip_trace(&d.data), &outside);
+    ts.stop().await;
+}
+
+/// `visible_recipients` → bcc, and external mail is delayed: the message that goes out after
+/// the delay is the rewritten one (To undisclosed, no Cc), never the original with 832
+/// visible addresses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delayed_bcc_message_goes_out_rewritten() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(
+        "[visible_recipients]\naction = \"bcc\"\n[delay]\nduration = \"2s\"\nexternal_mail = true\n",
+    );
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let m = incident2_message();
+    let Outcome::Held(_) = send_one(
+        ts.smtp,
+        "news@publisher.example",
+        "member1@family1.example",
+        &m,
+    )
+    .await
+    else {
+        panic!("external mail was not delayed");
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1).await,
+        "the delayed message was not sent within 15 s"
+    );
+    let got = strip_trace(&sink.messages()[0].data);
+    let (f, _) = fields(&got);
+    let to: Vec<&Vec<u8>> = f.iter().filter(|x| field_name(x) == "to").collect();
+    assert_eq!(to.len(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(to[0])
+            .chars()
+            .take(80)
+            .collect::<String>(),
+        "To: undisclosed-recipients:;\r\n",
+        "the 832 addresses went out visible"
+    );
     ts.stop().await;
 }
 
@@ -893,7 +1187,7 @@ async fn surge_over_the_floor_from_a_new_sender_is_held() {
         one_window(10_000)
     ));
     let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
-    clear_of_hour_boundary(30).await;
+    clear_of_hour_boundary(10).await;
     let from = "new-app@apps.example";
     let mut outs = Vec::new();
     for i in 0..7 {
