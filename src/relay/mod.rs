@@ -1,18 +1,23 @@
-//! Delivery of clean (and released) mail: to the upstream with lettre, or to the local outbox.
+//! Delivery of clean (and released) mail: to the upstream, or to the local outbox.
 //!
 //! mailbrake is a before-queue proxy (DESIGN.md §2.2): the client's final dot is answered with
 //! the upstream's own reply. An upstream that is down or answers 4xx becomes `451 4.4.1` (the
-//! client retries); a 5xx is passed through. lettre dot-stuffs only after CRLF, so message
-//! bytes reach this module with every bare CR and LF already normalised by the DATA receiver.
+//! client retries); a 5xx is passed through. Message bytes reach this module with every bare
+//! CR and LF already normalised by the DATA receiver.
+//!
+//! The upstream client is our own ([`client`], [`pool`], [`wire`]), not lettre: lettre 0.11
+//! sets no TCP_NODELAY (40 ms per message on loopback), sends one command per round trip,
+//! re-encodes the body byte by byte into a second copy, and its STARTTLS path accepts a reply
+//! injected before the handshake (ECOSYSTEM.md §3.2). lettre still validates addresses.
 
-use lettre::address::{Address, Envelope as LettreEnvelope};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+pub mod client;
+pub mod pool;
+pub mod wire;
+
+use lettre::address::Address;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::config::UpstreamConfig;
 use crate::envelope::Envelope;
@@ -25,7 +30,7 @@ pub enum UpstreamTls {
     /// `smtps://`: TLS from the first byte (RFC 8314), immune to STARTTLS stripping and to the
     /// response injection lettre's STARTTLS path accepts (ECOSYSTEM.md §3.2). Preferred.
     Implicit,
-    /// `smtp://`: STARTTLS when the upstream offers it.
+    /// `smtp://`: STARTTLS when the upstream offers it (required when credentials are set).
     Opportunistic,
     /// `smtp+plain://`: never TLS (a relay on the same host or a trusted segment).
     Plain,
@@ -138,11 +143,14 @@ impl DeliveryError {
 /// Where clean mail goes.
 pub enum Relay {
     Upstream {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        pool: pool::Pool,
         label: String,
     },
     /// No upstream configured: `.eml` files in `<data-dir>/outbox/`.
-    Outbox { dir: PathBuf, tmp: PathBuf },
+    Outbox {
+        dir: PathBuf,
+        tmp: PathBuf,
+    },
 }
 
 impl Relay {
@@ -161,35 +169,27 @@ impl Relay {
             });
         };
         let u = UpstreamUrl::parse(url)?;
-        let mut params = TlsParameters::builder(u.host.clone());
-        if let Some(ca) = &cfg.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| format!("upstream.ca_file: {e}"))?;
-            params = params.add_root_certificate(cert);
-        }
-        let params = params
-            .build_rustls()
-            .map_err(|e| format!("upstream TLS: {e}"))?;
-        let has_credentials = cfg.username.is_some() || u.username.is_some();
-        let tls = match u.tls {
-            UpstreamTls::Implicit => Tls::Wrapper(params),
-            // With credentials, STARTTLS is required: lettre would otherwise log in over
-            // plaintext when the upstream does not offer STARTTLS (or it is stripped).
-            UpstreamTls::Opportunistic if has_credentials => Tls::Required(params),
-            UpstreamTls::Opportunistic => Tls::Opportunistic(params),
-            UpstreamTls::Plain => Tls::None,
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        let hello = cfg
-            .hello_name
-            .clone()
-            .unwrap_or_else(|| hostname.to_string());
-        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(u.host.clone())
-            .port(u.port)
-            .tls(tls)
-            .timeout(Some(cfg.timeout))
-            .hello_name(ClientId::Domain(hello))
-            .pool_config(PoolConfig::new().max_size(cfg.pool_size));
+        if let Some(ca) = &cfg.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("upstream.ca_file {}: {e}", ca.display()))?;
+            for c in certs {
+                roots.add(c).map_err(|e| format!("upstream.ca_file: {e}"))?;
+            }
+        }
+        let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("upstream TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let server_name = rustls_pki_types::ServerName::try_from(u.host.clone())
+            .map_err(|e| format!("upstream host {:?}: {e}", u.host))?;
         let password = match (&cfg.password, &cfg.password_file, &u.password) {
             (Some(p), _, _) => Some(p.clone()),
             (None, Some(f), _) => Some(
@@ -202,14 +202,27 @@ impl Relay {
             ),
             (None, None, p) => p.clone(),
         };
-        if let Some(user) = cfg.username.clone().or(u.username.clone()) {
-            b = b
-                .credentials(Credentials::new(user, password.unwrap_or_default()))
-                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-        }
+        let credentials = cfg
+            .username
+            .clone()
+            .or(u.username.clone())
+            .map(|user| (user, password.unwrap_or_default()));
+        let settings = client::Settings {
+            host: u.host.clone(),
+            port: u.port,
+            tls: u.tls,
+            tls_config: Arc::new(tls_config),
+            server_name,
+            hello: cfg
+                .hello_name
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            credentials,
+            timeout: cfg.timeout,
+        };
         let label = format!("{}:{}", u.host, u.port);
         Ok(Relay::Upstream {
-            transport: b.build(),
+            pool: pool::Pool::new(settings, cfg.pool_size as usize),
             label,
         })
     }
@@ -230,19 +243,23 @@ impl Relay {
         message: &[u8],
     ) -> Result<Reply, DeliveryError> {
         match self {
-            Relay::Upstream { transport, .. } => {
-                let envelope = lettre_envelope(env)?;
-                // lettre always writes `\r\n.\r\n` after the content, so the content's own
-                // final CRLF is left out here; otherwise every hop would add an empty line.
-                let content = message.strip_suffix(b"\r\n").unwrap_or(message);
-                match transport.send_raw(&envelope, content).await {
-                    Ok(resp) => {
-                        let code = resp.code().to_string().parse().unwrap_or(250);
-                        Ok(Reply::multi(code, resp.message()))
-                    }
-                    Err(e) => Err(map_error(&e)),
+            Relay::Upstream { pool, .. } => match pool.send(env, message).await {
+                Ok(r) => Ok(r),
+                Err(client::ClientError::Rejected(r)) if r.is_permanent() => {
+                    Err(DeliveryError::Permanent(Reply::new(
+                        r.code,
+                        upstream_text(&r.lines.join(" "), "5.0.0"),
+                    )))
                 }
-            }
+                Err(client::ClientError::Unsupported(r)) => Err(DeliveryError::Permanent(r)),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "upstream delivery failed temporarily");
+                    Err(DeliveryError::Temporary(Reply::new(
+                        451,
+                        "4.4.1 Error: upstream temporarily unavailable, try again later",
+                    )))
+                }
+            },
             Relay::Outbox { dir, tmp } => {
                 let dir = dir.clone();
                 let tmp = tmp.clone();
@@ -286,59 +303,10 @@ fn outbox_header(env: &Envelope) -> String {
     )
 }
 
-fn lettre_envelope(env: &Envelope) -> Result<LettreEnvelope, DeliveryError> {
-    let bad = |what: &str| {
-        DeliveryError::Permanent(Reply::new(
-            553,
-            format!("5.1.3 Error: {what} address cannot be relayed"),
-        ))
-    };
-    let from = if env.mail_from.is_empty() {
-        None
-    } else {
-        Some(Address::from_str(&env.mail_from).map_err(|_| bad("sender"))?)
-    };
-    let to = env
-        .rcpt_to
-        .iter()
-        .map(|r| Address::from_str(r).map_err(|_| bad("recipient")))
-        .collect::<Result<Vec<_>, _>>()?;
-    LettreEnvelope::new(from, to).map_err(|_| bad("recipient"))
-}
-
 /// True when lettre can represent `addr` in an envelope (checked at MAIL/RCPT time so that
 /// nothing is accepted that cannot be forwarded).
 pub fn address_is_relayable(addr: &str) -> bool {
     Address::from_str(addr).is_ok()
-}
-
-fn map_error(e: &lettre::transport::smtp::Error) -> DeliveryError {
-    use std::error::Error as _;
-    let text = e.source().map(|s| s.to_string()).unwrap_or_default();
-    if e.is_permanent() {
-        let code = e
-            .status()
-            .and_then(|c| c.to_string().parse::<u16>().ok())
-            .unwrap_or(554);
-        return DeliveryError::Permanent(Reply::new(code, upstream_text(&text, "5.0.0")));
-    }
-    if e.is_client() && text.contains("SMTPUTF8") {
-        return DeliveryError::Permanent(Reply::new(
-            553,
-            "5.6.7 Error: the upstream does not accept non-ASCII addresses (SMTPUTF8)",
-        ));
-    }
-    if e.is_client() && text.contains("8BITMIME") {
-        return DeliveryError::Permanent(Reply::new(
-            554,
-            "5.6.3 Error: the upstream does not accept 8-bit content (8BITMIME)",
-        ));
-    }
-    tracing::warn!(error = %e, "upstream delivery failed temporarily");
-    DeliveryError::Temporary(Reply::new(
-        451,
-        "4.4.1 Error: upstream temporarily unavailable, try again later",
-    ))
 }
 
 /// The upstream's text, with an enhanced code in front if it gave none.
