@@ -160,7 +160,12 @@ fn signature_lines(lines: &[&str]) -> Vec<bool> {
         let block = &lines[start..i];
         let after_rule = start > 0 && is_rule_line(lines[start - 1]);
         let has_rule = block.iter().position(|l| is_rule_line(l));
-        let dense = block.iter().filter(|l| is_business(l)).count();
+        // Only a short block can be a signature: long ones skip the marker search.
+        let dense = if block.len() <= 12 {
+            block.iter().filter(|l| is_business(l)).count()
+        } else {
+            0
+        };
         if block.len() <= 12 && (after_rule || dense >= 2) {
             sig[start..i].iter_mut().for_each(|s| *s = true);
         } else if let Some(r) = has_rule {
@@ -197,10 +202,14 @@ fn strip_marker(line: &str) -> &str {
 /// A `label: value` line: the label's class and the value. A line with several labels
 /// (`生年月日：… 携帯：…`) is an inline record, read by the entity scan instead.
 fn labelled(line: &str) -> Option<(Class, &str)> {
-    if line.matches(':').count() > 1 && !line.contains("://") {
+    // A label is short: its separator sits within the first 48 bytes (12 CJK characters).
+    let head = &line.as_bytes()[..line.len().min(48)];
+    let sep = memchr::memchr3(b':', b'\t', b'=', head)?;
+    // Several `label:` parts on one line are an inline record, read by the entity scan.
+    if memchr::memchr_iter(b':', line.as_bytes()).nth(1).is_some() && !line.contains("://") {
         return None;
     }
-    let (label, value) = line.split_once([':', '\t', '='])?;
+    let (label, value) = (&line[..sep], &line[sep + 1..]);
     let value = value.trim();
     let label = label
         .trim()
@@ -387,7 +396,24 @@ fn my_numbers_with_context(text: &str) -> usize {
 fn delimited_tables(lines: &[&str], skip: &[bool]) -> (Vec<Vec<Vec<String>>>, Vec<bool>) {
     let mut used = vec![false; lines.len()];
     let mut tables = Vec::new();
-    for sep in ['\t', ',', '|', ';'] {
+    // One pass over each line counts all four separators.
+    let counts: Vec<[usize; 4]> = lines
+        .iter()
+        .map(|l| {
+            let mut c = [0usize; 4];
+            for &b in l.as_bytes() {
+                match b {
+                    b'\t' => c[0] += 1,
+                    b',' => c[1] += 1,
+                    b'|' => c[2] += 1,
+                    b';' => c[3] += 1,
+                    _ => {}
+                }
+            }
+            c
+        })
+        .collect();
+    for (k, sep) in ['\t', ',', '|', ';'].into_iter().enumerate() {
         let mut i = 0;
         // JSON objects per line have constant commas too, but they are records, not rows.
         let json = |l: &str| {
@@ -395,13 +421,13 @@ fn delimited_tables(lines: &[&str], skip: &[bool]) -> (Vec<Vec<Vec<String>>>, Ve
             t.starts_with('{') || t.starts_with('[')
         };
         while i < lines.len() {
-            let n = lines[i].matches(sep).count();
+            let n = counts[i][k];
             if n < 2 || used[i] || skip[i] || json(lines[i]) {
                 i += 1;
                 continue;
             }
             let start = i;
-            while i < lines.len() && !used[i] && !skip[i] && lines[i].matches(sep).count() == n {
+            while i < lines.len() && !used[i] && !skip[i] && counts[i][k] == n {
                 i += 1;
             }
             if i - start >= 3 {
@@ -539,7 +565,7 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
         }
         // A record line carries a date, a number or an address: lines with neither digits nor
         // `@` cannot hold one, and most prose lines are skipped here cheaply.
-        if !t.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        if !t.as_bytes().contains(&b'@') && t.bytes().filter(u8::is_ascii_digit).count() < 4 {
             continue;
         }
         let (ident, kinds) = line_entities(t, this_year);
