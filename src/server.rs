@@ -47,6 +47,9 @@ pub struct App {
     pub limiter: Arc<Limiter>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown grace period is over: sessions still in DATA are told
+    /// `421 4.3.2` and closed.
+    pub hard_stop: CancellationToken,
     /// The admin API's bearer token.
     pub admin_token: String,
     /// Cached free space of the data directory (bytes) and when it was measured (ms).
@@ -105,7 +108,8 @@ impl App {
 
     /// `452 4.3.1` when the data directory is below its free-space floor.
     pub fn storage_floor_reply(&self) -> Option<&'static [u8]> {
-        (self.free_space() < self.config.limits.free_space_floor()).then_some(reply::NO_STORAGE)
+        let low = self.free_space() < self.config.limits.free_space_floor();
+        (low || self.quarantine.index_failed()).then_some(reply::NO_STORAGE)
     }
 }
 
@@ -202,6 +206,7 @@ impl Server {
                 config.server.max_connections_per_ip,
             ),
             shutdown: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
             admin_token,
             free_space: AtomicU64::new(0),
             free_space_at: AtomicU64::new(0),
@@ -268,8 +273,10 @@ impl Server {
         if drained.is_err() {
             tracing::warn!(
                 open = self.sessions.len(),
-                "grace period over; closing remaining sessions"
+                "grace period over; closing remaining sessions with 421 4.3.2"
             );
+            self.app.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.sessions.wait()).await;
         }
         let written = self.app.batches.snapshot(crate::quarantine::unix_now(), 0);
         let _ = self.app.quarantine.db().flush();
@@ -398,6 +405,7 @@ async fn housekeeping(app: Arc<App>) {
                 }
                 let _ = tokio::task::spawn_blocking(move || {
                     // Senders idle for two days leave memory; their state stays in sled.
+                    a.quarantine.probe_index();
                     a.batches.snapshot(crate::quarantine::unix_now(), 2 * 86_400);
                     a.metrics.senders_active.set(a.batches.active_senders() as i64);
                     if purge && let Err(e) = a.quarantine.purge(retention) {

@@ -117,6 +117,13 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     if app.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    if app.quarantine.index_failed() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quarantine index unwritable\n",
+        )
+            .into_response();
+    }
     if app.storage_floor_reply().is_some() {
         return (StatusCode::SERVICE_UNAVAILABLE, "low disk\n").into_response();
     }

@@ -101,6 +101,9 @@ pub struct Quarantine {
     releasing: Mutex<HashSet<String>>,
     /// Timed holds: (release after, id), earliest first.
     delayed: Mutex<BTreeSet<(u64, String)>>,
+    /// The index refused a write (a full disk can leave sled read-only): new holds are
+    /// refused at MAIL until a probe write succeeds again.
+    index_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A release in progress: the message bytes, and a claim that no one else releases it.
@@ -181,6 +184,7 @@ impl Quarantine {
             held: Mutex::new(BTreeSet::new()),
             releasing: Mutex::new(HashSet::new()),
             delayed: Mutex::new(BTreeSet::new()),
+            index_failed: std::sync::atomic::AtomicBool::new(false),
         };
         let report = q.reconcile()?;
         Ok((q, report))
@@ -298,12 +302,41 @@ impl Quarantine {
         let size = body.len() as u64;
         let entry = Entry::from_meta(&meta, size, State::Held);
         self.committer.commit(meta, body).await?;
-        self.index.put(&entry)?;
+        if let Err(e) = self.index.put(&entry) {
+            // The spool file is durable but could not be indexed: remove it again, so the
+            // 451 the client gets is true (nothing stored, no duplicate on its retry).
+            tracing::error!(id = %entry.id, error = %e, "quarantine index write failed; refusing the hold");
+            let _ = fs::remove_file(self.dirs.held.join(&entry.id));
+            let _ = spool::sync_dir(&self.dirs.held);
+            self.index_failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e.into());
+        }
         lock(&self.held).insert(entry.id.clone());
         if let Some(t) = entry.release_after {
             lock(&self.delayed).insert((t, entry.id.clone()));
         }
         Ok(entry)
+    }
+
+    /// True while the index refuses writes (see [`Quarantine::probe_index`]).
+    pub fn index_failed(&self) -> bool {
+        self.index_failed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tries a small write to the index; clears the failure mark when it works again.
+    pub fn probe_index(&self) {
+        if !self.index_failed() {
+            return;
+        }
+        let ok = self.index.db().insert("probe", "1").is_ok()
+            && self.index.db().remove("probe").is_ok()
+            && self.index.flush().is_ok();
+        if ok {
+            tracing::info!("quarantine index accepts writes again");
+            self.index_failed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Ids of timed holds due at `now` (still held), earliest first.

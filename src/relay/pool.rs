@@ -57,13 +57,19 @@ impl Pool {
     /// Delivers one message.
     pub async fn send(&self, env: &Envelope, message: &[u8]) -> Result<Reply, ClientError> {
         for attempt in 0..2 {
-            let (mut conn, reused) = match self.take() {
+            // After a stale connection, the other idle ones are suspect too (the upstream
+            // restarted): the retry always uses a fresh connection.
+            let pooled = if attempt == 0 { self.take() } else { None };
+            let (mut conn, reused) = match pooled {
                 Some(c) => (c, true),
                 None => (Conn::connect(&self.settings).await?, false),
             };
             let result = conn.send(env, message, reused).await;
             match result {
-                Err(ClientError::Stale(_)) if attempt == 0 => continue,
+                Err(ClientError::Stale(_)) if attempt == 0 => {
+                    self.drop_idle();
+                    continue;
+                }
                 Err(ClientError::Stale(e)) => return Err(ClientError::Io(e)),
                 other => {
                     self.put(conn);
@@ -74,6 +80,14 @@ impl Pool {
         Err(ClientError::Io(
             "no usable connection to the upstream".into(),
         ))
+    }
+
+    /// Forgets every idle connection (they are dropped, not closed politely).
+    fn drop_idle(&self) {
+        match self.idle.lock() {
+            Ok(mut g) => g.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
     }
 
     /// Closes every idle connection (shutdown).

@@ -159,6 +159,8 @@ impl Session {
 
     /// Waits for more input. Flushes pending replies first, so replies go out exactly when
     /// the client is waiting for them.
+    /// `watch_shutdown`: an idle session stops at the start of a shutdown; a session in DATA
+    /// (false) finishes its message, and stops only when the grace period is over.
     async fn fill(&mut self, timeout: Duration, watch_shutdown: bool) -> Result<Fill, ()> {
         self.flush().await?;
         if self.rpos > 0 {
@@ -170,17 +172,17 @@ impl Session {
             return Ok(Fill::Deadline);
         }
         let until = (now + timeout).min(self.deadline);
-        let token = self.app.shutdown.clone();
+        let token = if watch_shutdown {
+            self.app.shutdown.clone()
+        } else {
+            self.app.hard_stop.clone()
+        };
         self.rbuf.reserve(READ_CHUNK);
         let read = tokio::time::timeout_at(until, self.stream.read_buf(&mut self.rbuf));
-        let result = if watch_shutdown {
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => return Ok(Fill::Shutdown),
-                r = read => r,
-            }
-        } else {
-            read.await
+        let result = tokio::select! {
+            biased;
+            _ = token.cancelled() => return Ok(Fill::Shutdown),
+            r = read => r,
         };
         match result {
             Ok(Ok(0)) => Ok(Fill::Eof),
@@ -295,7 +297,11 @@ impl Session {
                     self.push(reply::SESSION_DEADLINE);
                     return Err(());
                 }
-                Fill::Shutdown => {}
+                Fill::Shutdown => {
+                    // The grace period is over: the message was not accepted; say so.
+                    self.push(reply::SHUTTING_DOWN);
+                    return Err(());
+                }
             }
         }
         self.messages += 1;
