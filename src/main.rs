@@ -48,20 +48,42 @@ fn serve(args: ServeArgs) -> ExitCode {
         // systemd Type=notify: listeners are bound and the store is open.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let app = server.app.clone();
-        tokio::spawn(async move { signals(app).await });
+        let signalled = app.clone();
+        tokio::spawn(async move { signals(signalled).await });
         server.wait().await;
-        anyhow::Ok(())
+        anyhow::Ok(
+            app.restart_requested
+                .load(std::sync::atomic::Ordering::SeqCst),
+        )
     });
     // Sessions still open after the grace period are dropped with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => restart_in_place(),
         Err(e) => {
             tracing::error!(error = %e, "mailbrake cannot start");
             eprintln!("mailbrake: {e:#}");
             Exit::Usage.into()
         }
     }
+}
+
+/// Replaces this process with a fresh copy of itself (same PID, same arguments): every
+/// descriptor is close-on-exec, so the sled lock and the listeners are released and the new
+/// image reopens the index and reconciles it with the spool. EX_TEMPFAIL (75) if that fails,
+/// so a supervisor restarts it instead.
+fn restart_in_place() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    tracing::warn!("re-executing mailbrake to reopen the quarantine index");
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "mailbrake".into());
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    eprintln!("mailbrake: cannot re-execute itself ({err}); exiting 75 for the supervisor");
+    ExitCode::from(75)
 }
 
 /// The configuration file (if any) with the command-line flags applied on top.

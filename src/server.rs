@@ -56,6 +56,10 @@ pub struct App {
     free_space: AtomicU64,
     free_space_at: AtomicU64,
     started: Instant,
+    /// Set when the quarantine index stays unwritable after storage came back (sled keeps an
+    /// I/O error for the life of the process): the server drains and `main` re-executes
+    /// itself, which reopens the index and rebuilds it from the spool.
+    pub restart_requested: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -107,6 +111,24 @@ impl App {
     }
 
     /// `452 4.3.1` when the data directory is below its free-space floor.
+    /// When the index still refuses writes although free space is back above the floor, asks
+    /// for a re-exec (at most once per 10 s of uptime, so a persistent I/O error cannot spin).
+    fn restart_if_index_stuck(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.quarantine.index_failed()
+            || self.free_space() < self.config.limits.free_space_floor()
+            || self.started.elapsed() < Duration::from_secs(10)
+            || self.restart_requested.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        tracing::error!(
+            "quarantine index still unwritable with free space back; draining and restarting \
+             in place to reopen it (holds are refused with 452 4.3.1 meanwhile)"
+        );
+        self.shutdown.cancel();
+    }
+
     pub fn storage_floor_reply(&self) -> Option<&'static [u8]> {
         let low = self.free_space() < self.config.limits.free_space_floor();
         (low || self.quarantine.index_failed()).then_some(reply::NO_STORAGE)
@@ -211,6 +233,7 @@ impl Server {
             free_space: AtomicU64::new(0),
             free_space_at: AtomicU64::new(0),
             started: Instant::now(),
+            restart_requested: std::sync::atomic::AtomicBool::new(false),
             metrics,
             config,
         });
@@ -406,6 +429,7 @@ async fn housekeeping(app: Arc<App>) {
                 let _ = tokio::task::spawn_blocking(move || {
                     // Senders idle for two days leave memory; their state stays in sled.
                     a.quarantine.probe_index();
+                    a.restart_if_index_stuck();
                     a.batches.snapshot(crate::quarantine::unix_now(), 2 * 86_400);
                     a.metrics.senders_active.set(a.batches.active_senders() as i64);
                     if purge && let Err(e) = a.quarantine.purge(retention) {

@@ -324,18 +324,24 @@ impl Quarantine {
         self.index_failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Tries a small write to the index; clears the failure mark when it works again.
+    /// Checks the index with a small in-memory write every housekeeping tick: sled keeps an
+    /// I/O error from its background flusher (a full disk) and returns it on the next write, so
+    /// this finds a broken index before a hold does. While marked failed, a flush is tried too,
+    /// and a success clears the mark.
     pub fn probe_index(&self) {
-        if !self.index_failed() {
-            return;
+        use std::sync::atomic::Ordering;
+        let failed = self.index_failed();
+        let mut ok =
+            self.index.db().insert("probe", "1").is_ok() && self.index.db().remove("probe").is_ok();
+        if failed && ok {
+            ok = self.index.flush().is_ok();
         }
-        let ok = self.index.db().insert("probe", "1").is_ok()
-            && self.index.db().remove("probe").is_ok()
-            && self.index.flush().is_ok();
-        if ok {
+        if ok && failed {
             tracing::info!("quarantine index accepts writes again");
-            self.index_failed
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.index_failed.store(false, Ordering::Relaxed);
+        } else if !ok && !failed {
+            tracing::error!("quarantine index refuses writes; holds are refused with 452 4.3.1");
+            self.index_failed.store(true, Ordering::Relaxed);
         }
     }
 
