@@ -391,14 +391,14 @@ fn start_session(
     sessions.spawn(async move {
         app.metrics.smtp_connections_active.inc();
         if implicit_tls {
-            run_implicit_tls(Arc::clone(&app), peer, sock).await;
+            run_implicit_tls(Arc::clone(&app), peer, sock, permit).await;
         } else {
             Session::new(Arc::clone(&app), peer, Stream::Plain(sock))
+                .with_slot(permit)
                 .run()
                 .await;
         }
         app.metrics.smtp_connections_active.dec();
-        drop(permit);
     });
 }
 

@@ -62,6 +62,9 @@ pub struct Session {
     pub(super) tx: Option<Transaction>,
     pub(super) errors: usize,
     pub(super) messages: usize,
+    /// The connection-limit slot: given back at QUIT before the 221 is written, so a client
+    /// that reconnects as soon as it reads the 221 never finds its own old slot still taken.
+    pub(super) slot: Option<crate::smtp::limiter::Permit>,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -82,7 +85,14 @@ impl Session {
             tx: None,
             errors: 0,
             messages: 0,
+            slot: None,
         }
+    }
+
+    /// Holds `permit` for the session's life (or until QUIT).
+    pub fn with_slot(mut self, permit: crate::smtp::limiter::Permit) -> Session {
+        self.slot = Some(permit);
+        self
     }
 
     /// Runs the session to its end. I/O errors end it quietly (the client went away).
@@ -359,13 +369,19 @@ impl Session {
 }
 
 /// Runs a session on an implicit-TLS connection: handshake first, then SMTP.
-pub async fn run_implicit_tls(app: Arc<App>, peer: SocketAddr, tcp: tokio::net::TcpStream) {
+pub async fn run_implicit_tls(
+    app: Arc<App>,
+    peer: SocketAddr,
+    tcp: tokio::net::TcpStream,
+    permit: crate::smtp::limiter::Permit,
+) {
     let Some(acceptor) = app.tls.clone() else {
         return;
     };
     let timeout = app.config.limits.tls_handshake_timeout;
     if let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Session::new(app, peer, Stream::Tls(Box::new(tls)))
+            .with_slot(permit)
             .run()
             .await;
     }

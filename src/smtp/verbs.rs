@@ -53,6 +53,7 @@ impl Session {
                 Flow::Continue
             }
             Request::Quit => {
+                self.slot = None;
                 self.push(reply::BYE);
                 Flow::Close
             }
