@@ -1,6 +1,7 @@
 //! Inspection speed (issue 3): `cargo bench --bench inspect`.
 //!
 //! - an ordinary 20 KB business mail without attachments (target: under 200 µs);
+//! - the load benchmark's plain-text message at 10 KB, 100 KB and 1 MB (bytes/s);
 //! - incident 3's workbook, 37,099 rows × 20 columns (target: under 1.5 s on one core).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,6 +12,9 @@ use std::time::Duration;
 
 #[path = "../tests/e2e/common/fixtures.rs"]
 mod fixtures;
+#[path = "load/message.rs"]
+#[allow(dead_code)]
+mod load_message;
 
 use mailbrake::envelope::Envelope;
 use mailbrake::inspect::inspect;
@@ -37,6 +41,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("inspect/ordinary_20kb_mail", |b| {
         b.iter(|| inspect(black_box(&env), black_box(&ordinary), &policy))
     });
+
+    // The load benchmark's plain-text message (benches/load): the per-byte cost of a long body.
+    let mut g = c.benchmark_group("inspect/load_message");
+    for (name, size) in [("10kb", 10 * 1024), ("100kb", 100 * 1024), ("1mb", 1024 * 1024)] {
+        let m = load_message::build(size);
+        assert!(inspect(&env, &m, &policy).findings.is_empty());
+        g.throughput(criterion::Throughput::Bytes(size as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| inspect(black_box(&env), black_box(&m), &policy))
+        });
+    }
+    g.finish();
 
     let xlsx = fixtures::incident3_xlsx(37_099);
     let msg = fixtures::with_attachments(
