@@ -106,8 +106,26 @@ fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
+/// "essage" of "Original Message" / "Forwarded message", found with SIMD.
+static ESSAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("essage"));
+
 fn is_header_line(line: &str) -> bool {
     let l = line.trim_start();
+    // Every prefix below starts with one of these (ASCII, either case) or a CJK character;
+    // most prose lines are ruled out here, and the quoted-header search runs only on the rest.
+    let first = l.as_bytes().first().copied().unwrap_or(b' ');
+    let may_prefix = !first.is_ascii()
+        || matches!(
+            first.to_ascii_lowercase(),
+            b'f' | b't' | b'c' | b'b' | b's' | b'd' | b'r' | b'o'
+        );
+    if !may_prefix {
+        return ESSAGE.find(l.as_bytes()).is_some() && {
+            let low = l.to_ascii_lowercase();
+            low.contains("original message") || low.contains("forwarded message")
+        };
+    }
     [
         "from:",
         "to:",
@@ -126,7 +144,7 @@ fn is_header_line(line: &str) -> bool {
     .iter()
     .any(|h| starts_with_ci(l, h))
         || (starts_with_ci(l, "on ") && l.trim_end().ends_with("wrote:"))
-        || (l.contains("essage") && {
+        || (ESSAGE.find(l.as_bytes()).is_some() && {
             let low = l.to_ascii_lowercase();
             low.contains("original message") || low.contains("forwarded message")
         })
