@@ -44,7 +44,11 @@ fn bench(c: &mut Criterion) {
 
     // The load benchmark's plain-text message (benches/load): the per-byte cost of a long body.
     let mut g = c.benchmark_group("inspect/load_message");
-    for (name, size) in [("10kb", 10 * 1024), ("100kb", 100 * 1024), ("1mb", 1024 * 1024)] {
+    for (name, size) in [
+        ("10kb", 10 * 1024),
+        ("100kb", 100 * 1024),
+        ("1mb", 1024 * 1024),
+    ] {
         let m = load_message::build(size);
         assert!(inspect(&env, &m, &policy).findings.is_empty());
         g.throughput(criterion::Throughput::Bytes(size as u64));

@@ -53,16 +53,27 @@ fn from_table(loc: Location, rows: &[Vec<String>], this_year: i32) -> PartResult
 }
 
 /// Analyses every extracted item.
-pub fn analyze(ex: &Extracted, this_year: i32) -> Vec<PartResult> {
+/// The results per text and table, and whether every one was analysed before `deadline`
+/// (false: the inspection took too long; the caller holds the message as `uninspectable`).
+pub fn analyze(
+    ex: &Extracted,
+    this_year: i32,
+    deadline: std::time::Instant,
+) -> (Vec<PartResult>, bool) {
     let mut parts = Vec::new();
     for item in &ex.items {
+        if std::time::Instant::now() >= deadline {
+            return (parts, false);
+        }
         match item {
             Item::Text {
                 kind: TextKind::Calendar,
                 ..
             } => {}
             Item::Text { loc, text, .. } => {
-                let a = prose::analyze(text, this_year);
+                let Some(a) = prose::analyze_until(text, this_year, deadline) else {
+                    return (parts, false);
+                };
                 for (n, rows) in a.tables.iter().enumerate() {
                     parts.push(from_table(
                         loc.with_sub(format!("table {} in the text", n + 1)),
@@ -85,7 +96,7 @@ pub fn analyze(ex: &Extracted, this_year: i32) -> Vec<PartResult> {
             Item::Table { loc, rows } => parts.push(from_table(loc.clone(), rows, this_year)),
         }
     }
-    parts
+    (parts, true)
 }
 
 fn kinds_words(kinds: &BTreeSet<Class>) -> Vec<String> {

@@ -10,6 +10,7 @@ pub mod content;
 pub mod entities;
 pub mod extract;
 pub mod lexicon;
+mod mime_prescan;
 pub mod names;
 pub mod normalize;
 pub mod prose;
@@ -53,20 +54,48 @@ pub fn inspect(envelope: &Envelope, raw: &[u8], policy: &Policy) -> Report {
 
 /// [`inspect`], where `known` recognises the attachments of held messages: a message carrying
 /// one is held as `known_attachment` without its content being scanned again.
+///
+/// A panic anywhere in the inspectors (a parser bug) holds the message as `uninspectable`
+/// rather than unwinding into the caller (the relay's blocking task, or `policy test`).
 pub fn inspect_with(
     envelope: &Envelope,
     raw: &[u8],
     policy: &Policy,
     known: &dyn Fn(&[u8; 32]) -> bool,
 ) -> Report {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inspect_unguarded(envelope, raw, policy, known)
+    }))
+    .unwrap_or_else(|_| Report {
+        findings: vec![uninspectable("the inspector failed")],
+        ..Report::default()
+    })
+}
+
+fn inspect_unguarded(
+    envelope: &Envelope,
+    raw: &[u8],
+    policy: &Policy,
+    known: &dyn Fn(&[u8; 32]) -> bool,
+) -> Report {
+    let limits = policy.inspection.limits();
+    let bomb = mime_prescan::too_many_parts(raw, limits.max_parts);
+    let parsed = if bomb.is_some() {
+        None
+    } else {
+        // mail-parser 0.11 panics on some malformed structures ("Invalid part ID").
+        std::panic::catch_unwind(|| MessageParser::default().parse(raw)).unwrap_or(None)
+    };
     let ctx = Context {
         envelope,
         raw,
-        message: MessageParser::default().parse(raw),
+        message: parsed,
         policy,
     };
     let mut findings = Vec::new();
-    if ctx.message.is_none() {
+    if let Some(why) = bomb {
+        findings.push(uninspectable(why));
+    } else if ctx.message.is_none() {
         findings.push(Finding {
             reason: HoldReason::Uninspectable,
             action: Action::Hold,
@@ -82,7 +111,7 @@ pub fn inspect_with(
     let mut implicated = Vec::new();
     let mut tokens = Vec::new();
     if let Some(message) = &ctx.message {
-        let budget = budget::Budget::new(policy.inspection.limits());
+        let budget = budget::Budget::new(limits);
         let extracted = extract::extract_with(message, &budget, known);
         if let Some(name) = &extracted.known_attachment {
             findings.push(Finding {
@@ -95,7 +124,11 @@ pub fn inspect_with(
             });
         } else {
             attendees = calendar_attendees(&extracted);
-            let parts = content::analyze(&extracted, entities::current_year());
+            let (parts, complete) =
+                content::analyze(&extracted, entities::current_year(), budget.deadline());
+            if !complete {
+                findings.push(uninspectable(budget::Exceeded::Time.describe()));
+            }
             let content_findings = content::findings(&parts, &extracted, policy);
             implicated = implicated_attachments(&extracted.attachments, &content_findings);
             findings.extend(content_findings);
@@ -163,7 +196,7 @@ fn calendar_attendees(ex: &extract::Extracted) -> Vec<String> {
             let unfolded = text.replace("\r\n ", "").replace("\n ", "");
             for line in unfolded
                 .lines()
-                .filter(|l| l.len() > 8 && l[..8].eq_ignore_ascii_case("ATTENDEE"))
+                .filter(|l| l.len() > 8 && l.as_bytes()[..8].eq_ignore_ascii_case(b"ATTENDEE"))
             {
                 out.extend(entities::find_emails(line));
             }
@@ -219,6 +252,71 @@ mod tests {
         assert_eq!(
             policy.decide(r.findings).decision,
             crate::verdict::Decision::Hold
+        );
+    }
+
+    /// Inputs the fuzzer found (fuzz/regressions/inspect/): a Japanese line in a calendar part
+    /// (a byte slice inside a character) is inspected and forwarded; mail-parser's own panic
+    /// ("Invalid part ID") holds the message as uninspectable instead of unwinding.
+    #[test]
+    fn fuzz_regressions_are_inspected_without_a_panic() {
+        let policy = Policy::builtin().unwrap();
+        let cal = include_bytes!("../../fuzz/regressions/inspect/calendar-multibyte-line.eml");
+        let r = inspect(&env(), cal, &policy);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        let bad = include_bytes!("../../fuzz/regressions/inspect/mail-parser-invalid-part-id.eml");
+        let r = inspect(&env(), bad, &policy);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::Uninspectable),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    /// A text that takes longer than the inspection's time limit stops at the limit and is
+    /// held as uninspectable (the blocking thread does not keep working after the deadline).
+    #[test]
+    fn a_long_text_stops_at_the_time_limit() {
+        let mut policy = Policy::builtin().unwrap();
+        policy.inspection.max_time = std::time::Duration::from_millis(50);
+        let mut m = b"Subject: x\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        for i in 0..200_000 {
+            m.extend_from_slice(format!("ID: user{i} PW: secret{i} note: x y z\r\n").as_bytes());
+        }
+        let started = std::time::Instant::now();
+        let r = inspect(&env(), &m, &policy);
+        let took = started.elapsed();
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::Uninspectable
+                    && f.summary.contains("took too long")),
+            "{:?}",
+            r.findings
+        );
+        // Generous: the limit is 50 ms; without the checks this text takes seconds.
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+    }
+
+    /// A MIME structure bomb is refused before the parser builds its parts.
+    #[test]
+    fn a_mime_structure_bomb_is_not_parsed() {
+        let policy = Policy::builtin().unwrap();
+        let mut m = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..100_000 {
+            m.extend_from_slice(b"--b\r\n\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        let r = inspect(&env(), &m, &policy);
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.reason == HoldReason::Uninspectable
+                    && f.summary.contains("too many MIME parts")),
+            "{:?}",
+            r.findings
         );
     }
 

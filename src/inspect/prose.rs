@@ -483,7 +483,20 @@ fn delimited_tables(lines: &[&str], skip: &[bool]) -> (Vec<Vec<Vec<String>>>, Ve
 }
 
 /// Analyses one text.
+#[cfg(test)]
 pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    analyze_until(text, this_year, far).unwrap_or_default()
+}
+
+/// Analyses one text; `None` when `deadline` passes first (checked every 1,024 lines and
+/// between passes).
+pub fn analyze_until(
+    text: &str,
+    this_year: i32,
+    deadline: std::time::Instant,
+) -> Option<ProseAnalysis> {
+    let late = || std::time::Instant::now() >= deadline;
     let mut out = ProseAnalysis::default();
     let norm = normalize(text);
     let raw_lines: Vec<&str> = norm.lines().collect();
@@ -531,7 +544,13 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
         }
         kinds.clear();
     };
+    if late() {
+        return None;
+    }
     for (i, line) in lines.iter().enumerate() {
+        if i % 1024 == 1023 && late() {
+            return None;
+        }
         if skip[i] {
             continue;
         }
@@ -628,13 +647,22 @@ pub fn analyze(text: &str, this_year: i32) -> ProseAnalysis {
     );
     out.records = keys.len();
     out.emails = emails.into_iter().collect();
+    // Signatures are skipped for records (the sender's own contact data), not for credentials:
+    // a short block of `ID: … PW: … URL: …` lines looks like a signature but is a credential
+    // list.
     let content: Vec<&str> = (0..lines.len())
-        .filter(|&i| !skip[i])
+        .filter(|&i| !quoted_header[i])
         .map(|i| lines[i])
         .collect();
+    if late() {
+        return None;
+    }
     out.credential_pairs = credential_pairs(&content);
+    if late() {
+        return None;
+    }
     out.my_numbers = my_numbers_with_context(&norm);
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -705,6 +733,10 @@ mod tests {
     fn credentials_and_my_number() {
         let text = "受講者各位\nログインID: learner01\nパスワード: Xy7!kk2q\n\nID: learner02 PW: Zz9#mm3r\n";
         assert_eq!(analyze(text, Y).credential_pairs, 2);
+        // More labels after the pair (T14's finding): still a pair per line.
+        let with_url = "ID: tanaka01 PW: Xy7#kq2 URL: https://portal.example.jp/login\n\
+                        ID: suzuki02 PW: Ab3$zz9 URL: https://portal.example.jp/login\n";
+        assert_eq!(analyze(with_url, Y).credential_pairs, 2);
         assert_eq!(
             analyze("ログインID: only-one\n初期パスワード: abcdef12\n", Y).credential_pairs,
             1
