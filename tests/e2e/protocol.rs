@@ -777,7 +777,11 @@ async fn quit_gives_the_connection_slot_back_before_the_221() {
     let mut taken_at_221 = 0;
     for i in 0..300 {
         let mut raw = Raw::connect_from("127.0.0.8", ts.smtp).await;
-        assert_eq!(raw.reply().await, "220 mailbrake.test ESMTP mailbrake\r\n", "connection {i}");
+        assert_eq!(
+            raw.reply().await,
+            "220 mailbrake.test ESMTP mailbrake\r\n",
+            "connection {i}"
+        );
         assert_eq!(raw.cmd("QUIT").await, BYE, "connection {i}");
         if app.limiter.active() != 0 {
             taken_at_221 += 1;
