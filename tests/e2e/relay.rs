@@ -1,6 +1,7 @@
 //! Forwarding clean mail: the before-queue proxy semantics of DESIGN.md §2.2.
 
 use crate::common::*;
+use std::time::Duration;
 
 /// Clean mail arrives upstream byte-identical apart from the one trace header, with the same
 /// envelope, and the client gets the upstream's own reply.
@@ -189,4 +190,98 @@ async fn bare_newlines_never_reach_the_upstream() {
         assert_eq!(d.rcpts, vec!["b@partner.example"]);
     }
     ts.stop().await;
+}
+
+/// A fake upstream that answers STARTTLS with `220` and, in the same write (or a moment
+/// later), a forged capability list: the STARTTLS response injection of ECOSYSTEM.md §3.2
+/// (RELIABILITY.md T6, client side). Returns what it received after its `220 Ready`.
+async fn injecting_upstream(
+    delay_injection: bool,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"220 evil.test ESMTP\r\n").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        loop {
+            let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return Vec::new(),
+            };
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen).to_ascii_uppercase();
+            if text.contains("STARTTLS\r\n") {
+                break;
+            }
+            if text.ends_with("\r\n") && text.starts_with("EHLO") {
+                s.write_all(b"250-evil.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+                    .await
+                    .unwrap();
+                seen.clear();
+            }
+        }
+        if delay_injection {
+            s.write_all(b"220 2.0.0 Ready\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = s.write_all(b"250-evil.test\r\n250 AUTH PLAIN\r\n").await;
+        } else {
+            s.write_all(b"220 2.0.0 Ready\r\n250-evil.test\r\n250 AUTH PLAIN\r\n")
+                .await
+                .unwrap();
+        }
+        // Everything the relay sends afterwards, until it closes (bounded).
+        let mut after = Vec::new();
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            after.extend_from_slice(&buf[..n]);
+        }
+        after
+    });
+    (addr, task)
+}
+
+/// T6, client side: mailbrake never acts on a capability list injected after the upstream's
+/// `220` to STARTTLS, in the same packet or a later one. The client gets `451 4.4.1` (retry),
+/// and no envelope or message byte reaches the injecting upstream, in clear or otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_injecting_after_starttls_gets_nothing() {
+    for delayed in [false, true] {
+        let (up, task) = injecting_upstream(delayed).await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut ts = TestServer::start(config(dir.path(), Some(format!("smtp://{up}")))).await;
+        let m = message(
+            &[
+                ("From", "a@corp.example"),
+                ("To", "b@partner.example"),
+                ("Subject", "x"),
+            ],
+            "hello\r\n",
+        );
+        let reply = send(ts.smtp, "a@corp.example", &["b@partner.example"], &m).await;
+        let reply = reply.err().unwrap_or_else(|| "250".into());
+        assert!(
+            reply.contains("451") && reply.contains("4.4.1"),
+            "delayed={delayed}: {reply}"
+        );
+        let after = task.await.unwrap();
+        let text = String::from_utf8_lossy(&after).to_ascii_uppercase();
+        assert!(
+            !text.contains("MAIL FROM") && !text.contains("AUTH"),
+            "delayed={delayed}: the relay spoke after the injection: {text:?}"
+        );
+        if !delayed {
+            // Caught before the handshake: not even a ClientHello was sent.
+            assert!(
+                after.is_empty(),
+                "{} bytes after the injection",
+                after.len()
+            );
+        }
+        ts.stop().await;
+    }
 }
