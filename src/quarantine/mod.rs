@@ -377,24 +377,67 @@ impl Quarantine {
     }
 
     pub fn get(&self, id: &str) -> Result<Entry, QuarantineError> {
-        self.index
-            .get(id)?
-            .ok_or_else(|| QuarantineError::NotFound(id.to_string()))
+        match self.index.get(id) {
+            Ok(Some(e)) => Ok(e),
+            // A broken index (full disk) must not hide a durable held message.
+            Ok(None) | Err(_) if lock(&self.held).contains(id) => self.entry_from_spool(id),
+            Ok(None) => Err(QuarantineError::NotFound(id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A held message's entry rebuilt from its spool file (the spool is the truth).
+    fn entry_from_spool(&self, id: &str) -> Result<Entry, QuarantineError> {
+        let (meta, body) = spool::read(&self.dirs.held.join(id))
+            .map_err(|err| QuarantineError::Spool(id.to_string(), err))?;
+        Ok(Entry::from_meta(&meta, body.len() as u64, State::Held))
     }
 
     /// Entries matching `filter`, oldest first.
+    ///
+    /// Held messages come from the spool when the index cannot list them (sled stops
+    /// iterating after an I/O error such as a full disk): a listing never omits a message
+    /// that is durably held.
     pub fn list(&self, filter: &Filter) -> Vec<Entry> {
         let mut out = Vec::new();
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut bad = Vec::new();
+        let mut seen_held = HashSet::new();
         self.index.scan(
             |e| {
+                if e.state == State::Held {
+                    seen_held.insert(e.id.clone());
+                }
                 if out.len() < limit && filter.matches(&e) {
                     out.push(e);
                 }
             },
             &mut bad,
         );
+        if filter.state.is_none_or(|s| s == State::Held) {
+            let missing: Vec<String> = lock(&self.held)
+                .iter()
+                .filter(|id| !seen_held.contains(*id))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(
+                    missing = missing.len(),
+                    "quarantine index lacks held messages; listing them from the spool"
+                );
+                for id in missing {
+                    match self.entry_from_spool(&id) {
+                        Ok(e) if filter.matches(&e) => out.push(e),
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::error!(id = %id, error = %err, "held spool file unreadable")
+                        }
+                    }
+                }
+                out.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+        }
+        out.truncate(limit);
         out
     }
 
@@ -575,4 +618,72 @@ fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+
+    fn meta(id: &str) -> SpoolMeta {
+        SpoolMeta {
+            id: id.into(),
+            envelope: Envelope {
+                mail_from: "a@b.example".into(),
+                rcpt_to: vec!["c@d.example".into()],
+                smtputf8: false,
+                client_ip: "127.0.0.1".parse().unwrap(),
+                helo: "h".into(),
+                auth_user: None,
+                tls: false,
+            },
+            received_at: 1,
+            reasons: vec![HoldReason::VisibleRecipients],
+            findings: vec![],
+            subject: None,
+            release_after: None,
+            attachments: vec![],
+        }
+    }
+
+    /// A full disk can leave sled without entries the spool holds (its flusher failed, or
+    /// its iterator stops at an I/O error): the listing and `get` still show every held
+    /// message, from the spool.
+    #[tokio::test]
+    async fn held_messages_missing_from_the_index_are_listed_from_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, _) = Quarantine::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+        let ids = [
+            crate::ids::new_id(),
+            crate::ids::new_id(),
+            crate::ids::new_id(),
+        ];
+        for id in &ids {
+            q.hold(meta(id), Arc::new(b"Subject: x\r\n\r\nbody\r\n".to_vec()))
+                .await
+                .unwrap();
+        }
+        q.index.remove(&ids[1]).unwrap();
+        let all = q.list(&Filter::default());
+        let listed: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(all[1].state, State::Held);
+        assert_eq!(all[1].size, 20);
+        let two = q.list(&Filter {
+            limit: Some(2),
+            ..Filter::default()
+        });
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].id, ids[1]);
+        assert_eq!(q.get(&ids[1]).unwrap().id, ids[1]);
+        assert!(matches!(
+            q.get("01NOSUCH"),
+            Err(QuarantineError::NotFound(_))
+        ));
+        let released = q.list(&Filter {
+            state: Some(State::Released),
+            ..Filter::default()
+        });
+        assert!(released.is_empty());
+    }
 }
