@@ -22,8 +22,9 @@ use crate::server::App;
 use crate::smtp::reply::{self, Reply};
 use crate::verdict::{Decision, HoldReason, Verdict};
 
-/// Inspects `message` off the async workers, within the inspection deadline. Attachments of
-/// held messages are recognised without scanning (`known_attachment`).
+/// Inspects `message` off the async workers, within the inspection deadline, except a small
+/// plain-text message ([`inspect::mime_prescan::text_only`]), which is inspected in place.
+/// Attachments of held messages are recognised without scanning (`known_attachment`).
 pub async fn inspect_bounded(
     app: &Arc<App>,
     policy: Arc<Policy>,
@@ -34,6 +35,15 @@ pub async fn inspect_bounded(
     let msg = Arc::clone(message);
     let a = Arc::clone(app);
     let started = Instant::now();
+    if inspect::mime_prescan::text_only(&msg) {
+        // Small plain text: tens of microseconds, linear in its size. Inspecting it here
+        // saves two thread hand-offs per message (~18 % of the relay's CPU at 10 KB).
+        let report = inspect::inspect_with(&env, &msg, &policy, &|d| a.batches.known.contains(d));
+        app.metrics
+            .inspect_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
+        return report;
+    }
     let task = tokio::task::spawn_blocking(move || {
         inspect::inspect_with(&env, &msg, &policy, &|d| a.batches.known.contains(d))
     });

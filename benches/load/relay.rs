@@ -23,6 +23,20 @@ impl Mailbrake {
     /// Writes `dir/mailbrake.toml` (listeners on free ports, data in `dir/data`, the sink as
     /// upstream, `policies` as the policy directory; every other key as shipped) and starts.
     pub fn start(dir: &Path, upstream: &str, policies: &Path) -> Result<Mailbrake, String> {
+        // A port found free can be taken (by an outgoing connection's ephemeral port) before
+        // mailbrake binds it: try again with new ports, a bounded number of times.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::start_once(dir, upstream, policies) {
+                Ok(mb) => return Ok(mb),
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(dir: &Path, upstream: &str, policies: &Path) -> Result<Mailbrake, String> {
         let port = net::free_port()?;
         let (admin, metrics) = (net::free_port()?, net::free_port()?);
         let config = dir.join("mailbrake.toml");
@@ -54,15 +68,28 @@ impl Mailbrake {
             .spawn()
             .map_err(|e| format!("cannot start {MAILBRAKE}: {e}"))?;
         crate::cleanup::add_pid(child.id());
-        let mb = Mailbrake {
+        let mut mb = Mailbrake {
             child: Some(child),
             port,
             log,
         };
-        if !net::wait_port(port, Duration::from_secs(60)) {
-            return Err(format!("mailbrake did not listen; log: {}", mb.log_tail()));
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < end {
+            if net::wait_port(port, Duration::from_millis(100)) {
+                return Ok(mb);
+            }
+            let exited = mb
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                if let Some(c) = mb.child.take() {
+                    crate::cleanup::remove_pid(c.id());
+                }
+                return Err(format!("mailbrake exited at start; log: {}", mb.log_tail()));
+            }
         }
-        Ok(mb)
+        Err(format!("mailbrake did not listen; log: {}", mb.log_tail()))
     }
 
     pub fn pid(&self) -> u32 {

@@ -10,7 +10,7 @@ pub mod content;
 pub mod entities;
 pub mod extract;
 pub mod lexicon;
-mod mime_prescan;
+pub mod mime_prescan;
 pub mod names;
 pub mod normalize;
 pub mod prose;
@@ -266,13 +266,17 @@ mod tests {
         assert!(r.findings.is_empty(), "{:?}", r.findings);
         let bad = include_bytes!("../../fuzz/regressions/inspect/mail-parser-invalid-part-id.eml");
         let r = inspect(&env(), bad, &policy);
-        assert!(
-            r.findings
-                .iter()
-                .any(|f| f.reason == HoldReason::Uninspectable),
-            "{:?}",
-            r.findings
-        );
+        // The panic is a `debug_assert!`: only builds with debug assertions have it (release
+        // builds parse the message and inspect what they find).
+        if cfg!(debug_assertions) {
+            assert!(
+                r.findings
+                    .iter()
+                    .any(|f| f.reason == HoldReason::Uninspectable),
+                "{:?}",
+                r.findings
+            );
+        }
     }
 
     /// A text that takes longer than the inspection's time limit stops at the limit and is
