@@ -75,6 +75,7 @@ fn closed() -> io::Error {
 }
 
 fn run(rx: Receiver<Job>, tmp_dir: PathBuf, held_dir: PathBuf, metrics: Arc<Metrics>) {
+    let pool = SyncPool::start(SYNC_THREADS - 1);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -84,7 +85,7 @@ fn run(rx: Receiver<Job>, tmp_dir: PathBuf, held_dir: PathBuf, metrics: Arc<Metr
             }
         }
         let start = Instant::now();
-        let results = commit_batch(&tmp_dir, &held_dir, &batch);
+        let results = commit_batch(&pool, &tmp_dir, &held_dir, &batch);
         metrics
             .store_commit_duration_seconds
             .observe(start.elapsed().as_secs_f64());
@@ -95,50 +96,93 @@ fn run(rx: Receiver<Job>, tmp_dir: PathBuf, held_dir: PathBuf, metrics: Arc<Metr
     }
 }
 
-/// Threads syncing one batch's files at once.
+/// Threads syncing one batch's files at once (the commit thread is one of them).
 const SYNC_THREADS: usize = 8;
 
-/// `sync_data` of every open file, on up to [`SYNC_THREADS`] threads; `None` where no file.
-fn sync_all_parallel(files: &[Option<fs::File>]) -> Vec<Option<io::Result<()>>> {
-    let open: Vec<usize> = (0..files.len()).filter(|&i| files[i].is_some()).collect();
-    let mut out: Vec<Option<io::Result<()>>> = (0..files.len()).map(|_| None).collect();
-    if open.len() <= 1 {
+type SyncDone = (usize, fs::File, io::Result<()>);
+
+/// Long-lived helper threads that `fdatasync` files for the commit thread: spawning threads
+/// per batch cost more CPU than the syncs at a few thousand holds a second.
+struct SyncPool {
+    workers: Vec<std::sync::mpsc::Sender<(usize, fs::File)>>,
+    done_rx: Receiver<SyncDone>,
+}
+
+impl SyncPool {
+    fn start(n: usize) -> SyncPool {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<SyncDone>();
+        let mut workers = Vec::new();
+        for k in 0..n {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, fs::File)>();
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("mailbrake-sync-{k}"))
+                .spawn(move || {
+                    while let Ok((i, f)) = rx.recv() {
+                        let r = f.sync_data();
+                        if done.send((i, f, r)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            // Without helpers the commit thread syncs everything itself.
+            if spawned.is_ok() {
+                workers.push(tx);
+            }
+        }
+        SyncPool { workers, done_rx }
+    }
+
+    /// `sync_data` of every open file, several at once; `None` where no file. The files
+    /// are handed back in place.
+    fn sync_all(&self, files: &mut [Option<fs::File>]) -> Vec<Option<io::Result<()>>> {
+        let mut out: Vec<Option<io::Result<()>>> = (0..files.len()).map(|_| None).collect();
+        let open: Vec<usize> = (0..files.len()).filter(|&i| files[i].is_some()).collect();
+        let helpers = self.workers.len().min(open.len().saturating_sub(1));
+        let mut sent = 0;
+        // The first file stays here; the others go round-robin to the helpers.
+        if helpers > 0 {
+            for (n, &i) in open.iter().enumerate().skip(1) {
+                let Some(f) = files[i].take() else { continue };
+                if let Err(std::sync::mpsc::SendError((i, f))) =
+                    self.workers[n % helpers].send((i, f))
+                {
+                    out[i] = Some(f.sync_data());
+                    files[i] = Some(f);
+                } else {
+                    sent += 1;
+                }
+            }
+        }
+        // Any file not handed out (no helpers) is synced here, the first one included.
         for &i in &open {
-            out[i] = files[i].as_ref().map(fs::File::sync_data);
+            if out[i].is_none()
+                && let Some(f) = files[i].as_ref()
+            {
+                out[i] = Some(f.sync_data());
+            }
         }
-        return out;
-    }
-    let per = open.len().div_ceil(SYNC_THREADS);
-    let results: Vec<(usize, io::Result<()>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = open
-            .chunks(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .filter_map(|&i| files[i].as_ref().map(|f| (i, f.sync_data())))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    for (i, r) in results {
-        out[i] = Some(r);
-    }
-    // A thread that could not report leaves its files unsynced: count them as failed.
-    for &i in &open {
-        if out[i].is_none() {
-            out[i] = Some(Err(io::Error::other("sync thread failed")));
+        for _ in 0..sent {
+            match self.done_rx.recv() {
+                Ok((i, f, r)) => {
+                    out[i] = Some(r);
+                    files[i] = Some(f);
+                }
+                Err(_) => break,
+            }
         }
+        // A file that did not come back is not known to be synced: its job fails.
+        for &i in &open {
+            if files[i].is_none() {
+                out[i] = Some(Err(io::Error::other("sync thread failed")));
+            }
+        }
+        out
     }
-    out
 }
 
 fn commit_batch(
+    pool: &SyncPool,
     tmp_dir: &std::path::Path,
     held_dir: &std::path::Path,
     batch: &[Job],
@@ -161,7 +205,7 @@ fn commit_batch(
     }
     // fdatasync every file, several at once: concurrent syncs can share one journal commit,
     // where one after another each may wait for its own.
-    let synced = sync_all_parallel(&files);
+    let synced = pool.sync_all(&mut files);
     for (i, job) in batch.iter().enumerate() {
         let Some(f) = files[i].take() else { continue };
         let tmp = tmp_dir.join(&job.meta.id);
