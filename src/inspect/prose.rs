@@ -619,7 +619,9 @@ pub fn analyze_until(
         // A record line carries a date, a number or an address: lines with neither digits nor
         // `@` cannot hold one, and most prose lines are skipped here cheaply.
         if memchr::memchr(b'@', t.as_bytes()).is_none()
-            && t.bytes().filter(u8::is_ascii_digit).nth(3).is_none()
+            && t.bytes()
+                .fold(0usize, |n, c| n + usize::from(c.is_ascii_digit()))
+                < 4
         {
             continue;
         }
