@@ -53,6 +53,21 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Advertise SMTPUTF8 (RFC 6531). The upstream must support it for such mail to pass.
     pub smtputf8: bool,
+    /// Async I/O worker threads (sessions, upstream connections, small plain-text
+    /// inspection). 0 = half the CPUs, at least 1: the other cores are left to the
+    /// inspection, commit and fdatasync threads (see [`ServerConfig::io_threads`]).
+    pub io_threads: usize,
+}
+
+impl ServerConfig {
+    /// The number of async worker threads to start (`io_threads`, or its automatic value).
+    pub fn io_threads(&self) -> usize {
+        if self.io_threads > 0 {
+            return self.io_threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (cpus / 2).max(1)
+    }
 }
 
 impl Default for ServerConfig {
@@ -67,6 +82,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 50,
             shutdown_grace: Duration::from_secs(30),
             smtputf8: true,
+            io_threads: 0,
         }
     }
 }

@@ -34,6 +34,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         tracing::error!(location = %at, thread = std::thread::current().name().unwrap_or("?"), "panic (message withheld: it may quote mail content)");
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.io_threads())
         .enable_all()
         .build()
     {
