@@ -76,6 +76,10 @@ impl Mailbrake {
         let end = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < end {
             if net::wait_port(port, Duration::from_millis(100)) {
+                // The probe connection holds one of the per-IP slots until mailbrake sees it
+                // go: end it with QUIT (the slot is free before the 221), or a 50-session
+                // cell can meet "421 too many connections" on its first connections.
+                quit_probe(port);
                 return Ok(mb);
             }
             let exited = mb
@@ -408,4 +412,23 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 fn is_clock_skew_warning(line: &str) -> bool {
     line.contains("postfix/cleanup[")
         && (line.contains("file system clock is") || line.contains("resetting file time stamps"))
+}
+
+/// One polite SMTP session (greeting, QUIT, 221) after `net::wait_port`'s bare connect; the
+/// bare connection is closed first and its slot waited for by the QUIT exchange's ordering.
+fn quit_probe(port: u16) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let _ = reader.read_line(&mut line);
+    let _ = writer.write_all(b"QUIT\r\n");
+    line.clear();
+    let _ = reader.read_line(&mut line);
 }
