@@ -36,8 +36,9 @@ pub async fn inspect_bounded(
     let a = Arc::clone(app);
     let started = Instant::now();
     if inspect::mime_prescan::text_only(&msg) {
-        // Small plain text: tens of microseconds, linear in its size. Inspecting it here
-        // saves two thread hand-offs per message (~18 % of the relay's CPU at 10 KB).
+        // Small plain ASCII prose: tens of microseconds (at worst ~0.6 ms, see text_only).
+        // Inspecting it here saves two thread hand-offs per message (~9 % of the relay's
+        // CPU at 10 KB).
         let report = inspect::inspect_with(&env, &msg, &policy, &|d| a.batches.known.contains(d));
         app.metrics
             .inspect_duration_seconds

@@ -346,21 +346,105 @@ pub fn classify_header(cell: &str) -> Option<Class> {
     if key.is_empty() || key.chars().count() > 24 {
         return None;
     }
-    LEXICON
-        .iter()
-        .find(|(word, _, exact)| {
-            if *exact {
-                key == *word
-            } else {
-                key.contains(word)
-            }
-        })
-        .map(|(_, class, _)| *class)
+    let Some(index) = INDEX.as_ref() else {
+        return LEXICON
+            .iter()
+            .find(|(word, _, exact)| {
+                if *exact {
+                    key == *word
+                } else {
+                    key.contains(word)
+                }
+            })
+            .map(|(_, class, _)| *class);
+    };
+    // The first entry of LEXICON that matches wins, as in a linear scan: the smallest index
+    // among the exact hit and every substring hit (one Aho-Corasick pass, overlapping).
+    let exact = index.exact.get(key.as_str()).copied();
+    let contained = index
+        .contains
+        .find_overlapping_iter(key.as_str())
+        .map(|m| index.contains_entry[m.pattern().as_usize()])
+        .min();
+    let first = match (exact, contained) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    LEXICON.get(first).map(|(_, class, _)| *class)
 }
+
+/// LEXICON as one automaton (substring entries) and one map (exact entries), each giving
+/// the entry's position in LEXICON. A header cell is classified once per table column, but
+/// a label is classified for every `label: value` line of a text, so this is on a hot path.
+struct LexiconIndex {
+    contains: aho_corasick::AhoCorasick,
+    contains_entry: Vec<usize>,
+    exact: std::collections::HashMap<&'static str, usize>,
+}
+
+static INDEX: std::sync::LazyLock<Option<LexiconIndex>> = std::sync::LazyLock::new(|| {
+    let mut words = Vec::new();
+    let mut contains_entry = Vec::new();
+    let mut exact = std::collections::HashMap::new();
+    for (i, (word, _, is_exact)) in LEXICON.iter().enumerate() {
+        if *is_exact {
+            exact.entry(*word).or_insert(i);
+        } else {
+            words.push(*word);
+            contains_entry.push(i);
+        }
+    }
+    let contains = aho_corasick::AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::Standard)
+        .build(&words)
+        .ok()?;
+    Some(LexiconIndex {
+        contains,
+        contains_entry,
+        exact,
+    })
+});
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The indexed lookup answers exactly what the linear scan of LEXICON answers.
+    #[test]
+    fn indexed_lookup_equals_the_linear_scan() {
+        let linear = |cell: &str| {
+            let key = header_key(cell);
+            if key.is_empty() || key.chars().count() > 24 {
+                return None;
+            }
+            LEXICON
+                .iter()
+                .find(|(w, _, exact)| if *exact { key == *w } else { key.contains(w) })
+                .map(|(_, c, _)| *c)
+        };
+        let mut cells: Vec<String> = LEXICON.iter().map(|(w, _, _)| w.to_string()).collect();
+        for (a, _, _) in LEXICON.iter().take(60) {
+            for (b, _, _) in LEXICON.iter().rev().take(60) {
+                cells.push(format!("{a}{b}"));
+                cells.push(format!("x{a} {b}"));
+            }
+        }
+        cells.extend(
+            [
+                "",
+                "ID",
+                "id",
+                "パスワード",
+                "登録番号",
+                "no",
+                "Name of shop",
+            ]
+            .map(String::from),
+        );
+        for c in &cells {
+            assert_eq!(classify_header(c), linear(c), "{c:?}");
+        }
+    }
 
     #[test]
     fn headers() {
