@@ -91,16 +91,24 @@ pub fn text_only(raw: &[u8]) -> bool {
     // records, tables and identifiers are made of; a text dense in them can take
     // milliseconds to inspect, which must not run on an async worker.
     let control = |b: u8| (b < 0x20) & (b != b'\t') & (b != b'\r') & (b != b'\n') | (b == 0x7f);
-    let (mut bad, mut digits, mut ats, mut separators) = (false, 0usize, 0usize, 0usize);
-    let mut lines = 0usize;
-    for &b in raw {
-        // Non-ASCII text (and ISO-2022-JP's ESC) goes through Unicode normalisation and the
-        // Japanese detectors: about 100 ns a byte, too slow for an async worker.
-        bad |= control(b) | (b >= 0x80) | (b == 0x1b);
-        lines += usize::from(b == b'\n');
-        digits += usize::from(b.is_ascii_digit());
-        ats += usize::from(b == b'@');
-        separators += usize::from(matches!(b, b',' | b'\t' | b'|' | b';'));
+    let (mut bad, mut digits, mut ats, mut separators, mut lines) = (false, 0, 0, 0, 0);
+    // Byte-wide counters per 64-byte chunk keep the loop in SIMD lanes (4 µs for 10 KiB).
+    for chunk in raw.chunks(64) {
+        let (mut odd, mut d, mut a, mut sep, mut l) = (0u8, 0u8, 0u8, 0u8, 0u8);
+        for &b in chunk {
+            // Non-ASCII text (and ISO-2022-JP's ESC) goes through Unicode normalisation and
+            // the Japanese detectors: about 100 ns a byte, too slow for an async worker.
+            odd |= u8::from(control(b) | (b >= 0x80));
+            d += u8::from(b.is_ascii_digit());
+            a += u8::from(b == b'@');
+            sep += u8::from(matches!(b, b',' | b'\t' | b'|' | b';'));
+            l += u8::from(b == b'\n');
+        }
+        bad |= odd != 0;
+        digits += usize::from(d);
+        ats += usize::from(a);
+        separators += usize::from(sep);
+        lines += usize::from(l);
     }
     if bad
         || lines > TEXT_ONLY_MAX_LINES
