@@ -203,8 +203,15 @@ fn signature_lines(lines: &[&str]) -> Vec<bool> {
 fn strip_marker(line: &str) -> &str {
     let t = line.trim_start();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0 && digits <= 3 && t[digits..].starts_with(['.', ')', '、']) {
-        return t[digits + 1..].trim_start();
+    if digits > 0
+        && digits <= 3
+        && let Some(rest) = t[digits..]
+            .strip_prefix('.')
+            .or_else(|| t[digits..].strip_prefix(')'))
+            .or_else(|| t[digits..].strip_prefix('、'))
+    {
+        // `、` is three bytes: strip the marker as a character, never by a byte count.
+        return rest.trim_start();
     }
     if let Some(rest) = t.strip_prefix('(') {
         let d = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -670,6 +677,19 @@ pub fn analyze_until(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: `4、…` (a multi-byte list marker) was sliced inside the `、`,
+    /// a panic that held ordinary Japanese mail with numbered points as uninspectable.
+    #[test]
+    fn list_markers_are_stripped_as_characters() {
+        assert_eq!(strip_marker("4、概要"), "概要");
+        assert_eq!(strip_marker("4、、、x"), "、、x");
+        assert_eq!(strip_marker("12. item"), "item");
+        assert_eq!(strip_marker("3) item"), "item");
+        assert_eq!(strip_marker("(2) item"), "item");
+        assert_eq!(strip_marker("① item"), "item");
+        assert_eq!(strip_marker("2026年"), "2026年");
+    }
 
     const Y: i32 = 2026;
 
