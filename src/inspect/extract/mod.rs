@@ -29,6 +29,7 @@ mod ods;
 mod ole;
 mod ooxml;
 mod pdf;
+mod pdf_streams;
 mod sheet;
 mod sniff;
 mod text;

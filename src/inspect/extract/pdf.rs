@@ -10,7 +10,8 @@
 //! to finish on its own, keeps its slot until then, and its result is dropped. The relay
 //! keeps serving; if hung threads hold both slots, PDFs in later messages are reported as
 //! uninspectable until they end. pdf-extract also inflates PDF streams without a size limit,
-//! which no wrapper here can bound.
+//! so [`pdf_streams::charge`](super::pdf_streams::charge) first counts what every stream
+//! inflates to against the message's inflated-bytes budget; over it, the reader never runs.
 
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -85,6 +86,10 @@ enum Outcome {
 /// Extracts a PDF leaf.
 pub(super) fn extract(ctx: &mut Ctx<'_>, loc: &Location, bytes: &[u8]) {
     let encrypted = has_encrypt(bytes);
+    if let Err(e) = super::pdf_streams::charge(bytes, ctx.budget) {
+        ctx.exceeded(loc, e);
+        return;
+    }
     let deadline = ctx.budget.deadline();
     let Some(slot) = SLOTS.acquire(deadline) else {
         ctx.problem(
