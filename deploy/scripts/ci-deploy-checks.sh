@@ -57,6 +57,9 @@ step "docker-compose -f deploy/compose.yaml config -q"
 docker-compose -f deploy/compose.yaml config -q
 echo "compose file valid (validation only: no Docker engine runs here, images not built)"
 
+step "the Dockerfile's build context compiles (deploy/scripts/docker_context_check.sh)"
+deploy/scripts/docker_context_check.sh
+
 step "mailbrake check-config on the example configurations"
 # The image's config, with the repository's policies standing in for /etc/mailbrake/policies.
 "$BIN" check-config --config deploy/docker/mailbrake.toml --policies policies
