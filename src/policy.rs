@@ -358,6 +358,7 @@ pub struct InspectionLimits {
     pub max_cells: u64,
     #[serde(with = "humantime_serde")]
     pub max_time: std::time::Duration,
+    pub max_pdf_memory: crate::config::ByteSize,
 }
 
 impl Default for InspectionLimits {
@@ -371,6 +372,7 @@ impl Default for InspectionLimits {
             max_ratio: l.max_ratio,
             max_cells: l.max_cells,
             max_time: l.time,
+            max_pdf_memory: crate::config::ByteSize(l.max_pdf_memory),
         }
     }
 }
@@ -386,6 +388,7 @@ impl InspectionLimits {
             max_ratio: self.max_ratio,
             max_cells: self.max_cells,
             time: self.max_time,
+            max_pdf_memory: self.max_pdf_memory.0,
         }
     }
 }
@@ -649,7 +652,8 @@ mod tests {
                 a.max_inflated,
                 a.max_ratio,
                 a.max_cells,
-                a.time
+                a.time,
+                a.max_pdf_memory
             ),
             (
                 b.max_parts,
@@ -657,7 +661,8 @@ mod tests {
                 b.max_inflated,
                 b.max_ratio,
                 b.max_cells,
-                b.time
+                b.time,
+                b.max_pdf_memory
             )
         );
     }

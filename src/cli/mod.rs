@@ -63,6 +63,14 @@ pub enum Command {
     Policy(PolicyCmd),
     /// Read a password from standard input and print its argon2 hash for `[[auth.users]]`.
     HashPassword,
+    /// Internal: read a PDF from standard input and print its text (the server and
+    /// `policy test` run this as a child process with a capped heap).
+    #[command(hide = true)]
+    PdfText {
+        /// Heap cap in bytes.
+        #[arg(long)]
+        max_memory: u64,
+    },
 }
 
 /// `mailbrake serve` flags; each overrides the configuration file.
@@ -220,7 +228,7 @@ pub enum PolicyCmd {
 /// Runs a client or offline subcommand (everything but `serve`).
 pub fn run_client(cmd: Command) -> Exit {
     match cmd {
-        Command::Serve(_) => Exit::Usage,
+        Command::Serve(_) | Command::PdfText { .. } => Exit::Usage,
         Command::CheckConfig { config, policies } => check_config(config, policies),
         Command::Quarantine(q) => quarantine::run(q),
         Command::Breaker(b) => quarantine::run_breaker(b),

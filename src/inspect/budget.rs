@@ -26,6 +26,9 @@ pub struct Limits {
     pub max_cells: u64,
     /// Wall-clock time for the whole inspection.
     pub time: Duration,
+    /// Heap one PDF reader process may allocate (the server and the CLI read PDFs in a child
+    /// process; see `extract::pdf`).
+    pub max_pdf_memory: u64,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_ratio: 100,
             max_cells: 20_000_000,
             time: Duration::from_secs(8),
+            max_pdf_memory: 512 * 1024 * 1024,
         }
     }
 }

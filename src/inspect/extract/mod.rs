@@ -29,6 +29,7 @@ mod ods;
 mod ole;
 mod ooxml;
 mod pdf;
+pub use pdf::{PdfTextError, child_exit as pdf_child_exit, pdf_text, read_in_child_processes};
 mod pdf_streams;
 mod sheet;
 mod sniff;

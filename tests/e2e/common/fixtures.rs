@@ -214,3 +214,77 @@ pub fn ordinary_mail(size: usize) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// A one-page PDF (Helvetica, no compression of its own) whose content stream is `content`,
+/// deflated.
+pub fn pdf_with_content(content: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(content).unwrap();
+    let stream = z.finish().unwrap();
+    let mut contents = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
+    contents.extend_from_slice(&stream);
+    contents.extend_from_slice(b"\nendstream");
+    let objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
+        contents,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A PDF member list: `rows` lines of name, birth date, mobile number and e-mail.
+pub fn members_pdf(rows: usize) -> Vec<u8> {
+    let first = [
+        "John", "Mary", "James", "Linda", "Robert", "Susan", "Michael", "Karen",
+    ];
+    let last = [
+        "Smith", "Johnson", "Brown", "Taylor", "Miller", "Wilson", "Moore", "Clark",
+    ];
+    let mut c = String::from("BT /F1 10 Tf 40 760 Td 12 TL (Member list) Tj T*\n");
+    c.push_str("(Member No  Name  Date of birth  Mobile  E-mail) Tj T*\n");
+    for i in 0..rows {
+        let (f, l) = (first[i % 8], last[(i / 8) % 8]);
+        c.push_str(&format!(
+            "({}  {f} {l}  19{:02}-{:02}-{:02}  090-{:04}-{:04}  {}.{}{i}@example.com) Tj T*\n",
+            10001 + i,
+            60 + i % 40,
+            1 + i % 12,
+            1 + i % 28,
+            1000 + i,
+            2000 + i,
+            f.to_lowercase(),
+            l.to_lowercase(),
+        ));
+    }
+    c.push_str("ET\n");
+    pdf_with_content(c.as_bytes())
+}

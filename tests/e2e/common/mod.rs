@@ -55,6 +55,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(c: Config) -> TestServer {
+        // As in the binary: PDFs are read by `mailbrake pdf-text` child processes.
+        mailbrake::inspect::extract::read_in_child_processes(PathBuf::from(env!(
+            "CARGO_BIN_EXE_mailbrake"
+        )));
         let data_dir = c.server.data_dir.clone();
         let server = Server::start(c).await.expect("server starts");
         TestServer {
