@@ -99,6 +99,29 @@ pub fn analyze(
     (parts, true)
 }
 
+/// `count` summed over the message's parts, counting each multipart/alternative once: the
+/// larger of its plain side and its HTML side (the same letter, rendered twice).
+fn message_total(parts: &[PartResult], count: impl Fn(&PartResult) -> usize) -> usize {
+    use std::collections::BTreeMap;
+    let mut total = 0usize;
+    // group → (plain side, html side)
+    let mut sides: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for p in parts {
+        let n = count(p);
+        match p.loc.alternative {
+            None => total = total.saturating_add(n),
+            Some(alt) => {
+                let e = sides.entry(alt.group).or_default();
+                let side = if alt.html { &mut e.1 } else { &mut e.0 };
+                *side = side.saturating_add(n);
+            }
+        }
+    }
+    sides
+        .values()
+        .fold(total, |t, (plain, html)| t.saturating_add(*plain.max(html)))
+}
+
 fn kinds_words(kinds: &BTreeSet<Class>) -> Vec<String> {
     kinds.iter().map(|k| k.as_str().to_string()).collect()
 }
@@ -170,7 +193,7 @@ fn personal_data(parts: &[PartResult], policy: &Policy, out: &mut Vec<Finding>) 
     if !over.is_empty() {
         return;
     }
-    let total: usize = parts.iter().map(|p| p.records).sum();
+    let total = message_total(parts, |p| p.records);
     let with: Vec<&PartResult> = parts.iter().filter(|p| p.records > 0).collect();
     let kinds: BTreeSet<Class> = with.iter().flat_map(|p| p.kinds.iter().copied()).collect();
     let places = with
@@ -275,7 +298,7 @@ fn my_number(parts: &[PartResult], policy: &Policy, out: &mut Vec<Finding>) {
 
 fn credentials(parts: &[PartResult], policy: &Policy, out: &mut Vec<Finding>) {
     let rule = &policy.credentials;
-    let total: usize = parts.iter().map(|p| p.credential_pairs).sum();
+    let total = message_total(parts, |p| p.credential_pairs);
     if total == 0 {
         return;
     }
@@ -304,4 +327,36 @@ fn credentials(parts: &[PartResult], policy: &Policy, out: &mut Vec<Finding>) {
         total,
         vec!["login_id".into(), "password".into()],
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::extract::Alternative;
+
+    fn part(records: usize, alternative: Option<(usize, bool)>) -> PartResult {
+        let mut loc = Location::new("body");
+        loc.alternative = alternative.map(|(group, html)| Alternative { group, html });
+        PartResult {
+            loc,
+            records,
+            ..PartResult::default()
+        }
+    }
+
+    #[test]
+    fn an_alternative_counts_its_larger_side_once() {
+        // The same 6 people in the plain and the HTML body of one alternative: 6, not 12.
+        let parts = [part(6, Some((1, false))), part(6, Some((1, true)))];
+        assert_eq!(message_total(&parts, |p| p.records), 6);
+        // The HTML side's text and its table add up; the larger side wins.
+        let parts = [
+            part(2, Some((1, false))),
+            part(5, Some((1, true))),
+            part(4, Some((1, true))),
+            part(3, None),
+            part(7, Some((2, false))),
+        ];
+        assert_eq!(message_total(&parts, |p| p.records), 9 + 3 + 7);
+    }
 }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
-use super::{Ctx, Location, ProblemKind, TextKind, clean_name, html, sniff, text};
+use super::{Alternative, Ctx, Location, ProblemKind, TextKind, clean_name, html, sniff, text};
 
 /// Multipart nesting walked before giving up (RELIABILITY §2.10 suggests 32).
 const MAX_MULTIPART_NESTING: usize = 64;
@@ -26,9 +26,10 @@ pub(super) fn walk(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// One part waiting on the walk's stack.
 struct Frame {
     id: usize,
-    /// Inside a multipart/alternative that also has a text/plain body: HTML bodies give
-    /// their tables only (the plain alternative gives the text).
-    html_tables_only: bool,
+    /// Inside a multipart/alternative that also has a text/plain body: its number. Both
+    /// sides are read (a client shows the HTML, which may say more than the plain text); the
+    /// totals count the larger side once.
+    alternative: Option<usize>,
     nesting: usize,
 }
 
@@ -38,7 +39,7 @@ fn walk_message(ctx: &mut Ctx<'_>, msg: &Message<'_>, prefix: &str, depth: usize
     let mut seen = vec![false; msg.parts.len()];
     let mut stack = vec![Frame {
         id: 0,
-        html_tables_only: false,
+        alternative: None,
         nesting: 0,
     }];
     let mut attachment_no = 0usize;
@@ -65,13 +66,18 @@ fn walk_message(ctx: &mut Ctx<'_>, msg: &Message<'_>, prefix: &str, depth: usize
                     );
                     continue;
                 }
-                let tables_only = frame.html_tables_only
-                    || (is_type(part, "multipart", "alternative")
-                        && children.iter().any(|&c| contains_plain(msg, c as usize)));
+                let alternative = if is_type(part, "multipart", "alternative")
+                    && children.iter().any(|&c| contains_plain(msg, c as usize))
+                {
+                    ctx.alternatives += 1;
+                    Some(ctx.alternatives)
+                } else {
+                    frame.alternative
+                };
                 for &c in children.iter().rev() {
                     stack.push(Frame {
                         id: c as usize,
-                        html_tables_only: tables_only,
+                        alternative,
                         nesting: frame.nesting + 1,
                     });
                 }
@@ -102,7 +108,7 @@ fn walk_message(ctx: &mut Ctx<'_>, msg: &Message<'_>, prefix: &str, depth: usize
                 let calendar =
                     is_type(part, "text", "calendar") && part.attachment_name().is_none();
                 if is_body || calendar {
-                    body(ctx, msg, part, prefix, frame.html_tables_only);
+                    body(ctx, msg, part, prefix, frame.alternative);
                 } else {
                     attachment_no += 1;
                     attachment(ctx, msg, part, prefix, depth, attachment_no);
@@ -118,13 +124,18 @@ fn body(
     msg: &Message<'_>,
     part: &MessagePart<'_>,
     prefix: &str,
-    tables_only: bool,
+    alternative: Option<usize>,
 ) {
     let calendar = is_type(part, "text", "calendar");
-    let loc = Location::new(if calendar {
+    let mut loc = Location::new(if calendar {
         format!("{prefix}calendar")
     } else {
         format!("{prefix}body")
+    });
+    let is_html = matches!(part.body, PartType::Html(_));
+    loc.alternative = alternative.map(|group| Alternative {
+        group,
+        html: is_html,
     });
     if let Err(e) = ctx.budget.take_part() {
         ctx.exceeded(&loc, e);
@@ -133,11 +144,9 @@ fn body(
     let bytes = part_bytes(msg, part);
     let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
     let decoded = text::decode(&bytes, charset);
-    if matches!(part.body, PartType::Html(_)) {
+    if is_html {
         let page = html::extract(&decoded);
-        if !tables_only {
-            ctx.text(loc.clone(), TextKind::Body, page.text);
-        }
+        ctx.text(loc.clone(), TextKind::Body, page.text);
         for (i, rows) in page.tables.into_iter().enumerate() {
             ctx.table(loc.with_sub(format!("table {}", i + 1)), rows);
         }
@@ -425,14 +434,25 @@ mod tests {
         ));
         assert_eq!(
             texts(&x, "body"),
-            vec!["plain version"],
-            "the plain alternative gives the text"
+            vec!["plain version", "名簿です\n氏名\t電話\n山田\t090-1234-5678"],
+            "both alternatives give their text"
         );
         assert_eq!(
             tables(&x, "body / table 1").len(),
             1,
-            "the html alternative still gives its tables"
+            "the html alternative gives its tables"
         );
+        let sides: Vec<Option<Alternative>> =
+            x.items.iter().map(|i| i.location().alternative).collect();
+        let plain = Some(Alternative {
+            group: 1,
+            html: false,
+        });
+        let html = Some(Alternative {
+            group: 1,
+            html: true,
+        });
+        assert_eq!(sides, vec![plain, html, html], "each item knows its side");
     }
 
     #[test]

@@ -52,6 +52,18 @@ pub struct Location {
     pub part: String,
     /// Inside the part: `sheet 明細`, `table 2`, `slide 3`, `page text`.
     pub sub: Option<String>,
+    /// Set on the bodies of a multipart/alternative: the same content twice, so the message's
+    /// totals count the larger side once instead of both.
+    pub alternative: Option<Alternative>,
+}
+
+/// One side of a multipart/alternative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alternative {
+    /// Numbers the multipart/alternatives of one message (attached messages included).
+    pub group: usize,
+    /// The HTML side (text and tables of text/html); else the plain side.
+    pub html: bool,
 }
 
 impl Location {
@@ -59,6 +71,7 @@ impl Location {
         Location {
             part: part.into(),
             sub: None,
+            alternative: None,
         }
     }
 
@@ -66,6 +79,7 @@ impl Location {
         Location {
             part: self.part.clone(),
             sub: Some(sub.into()),
+            alternative: self.alternative,
         }
     }
 
@@ -203,6 +217,8 @@ pub(crate) struct Ctx<'b> {
     known: Option<&'b KnownFn<'b>>,
     /// Set once the deadline has passed or the part limit was hit: nothing more is read.
     stopped: bool,
+    /// multipart/alternatives numbered so far ([`Alternative::group`]).
+    pub(crate) alternatives: usize,
 }
 
 impl<'b> Ctx<'b> {
@@ -212,6 +228,7 @@ impl<'b> Ctx<'b> {
             out: Extracted::default(),
             known: None,
             stopped: false,
+            alternatives: 0,
         }
     }
 
