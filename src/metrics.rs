@@ -42,6 +42,7 @@ pub struct Metrics {
     pub store_commit_duration_seconds: Histogram,
     /// Free bytes in the data directory's file system (set at scrape time).
     pub spool_free_bytes: IntGauge,
+    pub spool_free_floor_bytes: IntGauge,
     pub build_info: IntGaugeVecInfo,
 }
 
@@ -170,6 +171,11 @@ impl Metrics {
                 &r,
                 "spool_free_bytes",
                 "Free bytes in the file system of the data directory.",
+            ),
+            spool_free_floor_bytes: gauge(
+                &r,
+                "spool_free_floor_bytes",
+                "Free bytes below which new mail is refused with 452 4.3.1.",
             ),
             build_info: {
                 let g = prometheus::IntGaugeVec::new(

@@ -168,11 +168,18 @@ pub struct Server {
 impl Server {
     /// Validates the configuration, opens the store and binds every listener.
     pub async fn start(config: Config) -> Result<Server, StartError> {
+        use std::os::unix::fs::DirBuilderExt;
         config.validate()?;
         let policy_dir = config.policy_dir();
         let policy = Policy::load(policy_dir.as_deref())?;
         let data_dir = config.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
+        // Spool, index and outbox hold personal data: directories this creates are 0700.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&data_dir)
+            .map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
+        warn_if_shared(&data_dir);
         let admin_token =
             ensure_token(&data_dir).map_err(|e| StartError::DataDir(data_dir.clone(), e))?;
         crate::metrics::register_process_metrics();
@@ -438,5 +445,20 @@ async fn housekeeping(app: Arc<App>) {
                 }).await;
             }
         }
+    }
+}
+
+/// Logs a warning when the data directory can be read or entered by other users (it holds
+/// the quarantined mail); mailbrake does not change the mode of a directory it did not make.
+fn warn_if_shared(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(data_dir)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            mode = format!("{:o}", m.permissions().mode() & 0o7777),
+            "the data directory is accessible to other users; held mail is personal data: chmod 700 it"
+        );
     }
 }

@@ -213,6 +213,7 @@ for q in ['up{job="mailbrake"}',
           'mailbrake_quarantine_messages',
           'mailbrake_quarantine_oldest_message_age_seconds',
           'mailbrake_spool_free_bytes',
+          'mailbrake_spool_free_floor_bytes',
           'mailbrake_build_info',
           'count({job="mailbrake",__name__=~"mailbrake_.*"})']:
     show(q)

@@ -102,6 +102,8 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         .set(app.quarantine.oldest_held_age() as i64);
     m.spool_free_bytes
         .set(i64::try_from(app.free_space()).unwrap_or(i64::MAX));
+    m.spool_free_floor_bytes
+        .set(i64::try_from(app.config.limits.free_space_floor()).unwrap_or(i64::MAX));
     m.breakers_open
         .set(app.batches.breakers.count(crate::quarantine::unix_now()) as i64);
     (

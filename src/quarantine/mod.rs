@@ -157,7 +157,11 @@ impl Quarantine {
             corrupt: spool.join("corrupt"),
         };
         for d in [&dirs.tmp, &dirs.held, &dirs.released, &dirs.corrupt] {
-            fs::create_dir_all(d)?;
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)?;
         }
         let index_path = data_dir.join("index");
         let index = match Index::open(&index_path) {

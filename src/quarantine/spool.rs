@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::envelope::Envelope;
@@ -69,7 +70,12 @@ pub fn write_new(path: &Path, meta: &SpoolMeta, body: &[u8]) -> io::Result<File>
     let meta_json = serde_json::to_vec(meta).map_err(io::Error::other)?;
     let meta_len = u32::try_from(meta_json.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "metadata too large"))?;
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    // Held mail is personal data: readable by the service user only, whatever the umask.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     let mut crc = crc32fast::Hasher::new();
     let mut head = Vec::with_capacity(8 + 4 + meta_json.len() + 8);
     head.extend_from_slice(MAGIC);
@@ -192,7 +198,11 @@ pub fn write_file_durable(tmp_dir: &Path, final_path: &Path, parts: &[&[u8]]) ->
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let tmp = tmp_dir.join(name);
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         for p in parts {
             f.write_all(p)?;
         }

@@ -162,7 +162,12 @@ impl Relay {
     ) -> Result<Relay, String> {
         let Some(url) = &cfg.url else {
             let dir = data_dir.join("outbox");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
             return Ok(Relay::Outbox {
                 dir,
                 tmp: data_dir.join("spool").join("tmp"),

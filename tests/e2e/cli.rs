@@ -489,6 +489,38 @@ async fn metrics_and_health_endpoints() {
         !text.contains("publisher.example") && !text.contains("family1.example"),
         "no sender or recipient in metrics"
     );
+    // Every metric of DESIGN.md §6, with its labels, from the first scrape after one hold.
+    for (name, kind, label) in [
+        ("messages_total", "counter", Some("verdict")),
+        ("holds_total", "counter", Some("reason")),
+        ("quarantine_messages", "gauge", None),
+        ("quarantine_oldest_message_age_seconds", "gauge", None),
+        ("releases_total", "counter", Some("result")),
+        ("upstream_requests_total", "counter", Some("result")),
+        ("upstream_duration_seconds", "histogram", None),
+        ("inspect_duration_seconds", "histogram", None),
+        ("smtp_connections_active", "gauge", None),
+        ("smtp_connections_rejected_total", "counter", Some("reason")),
+        ("auth_attempts_total", "counter", Some("result")),
+        ("breakers_open", "gauge", None),
+        ("breaker_trips_total", "counter", None),
+        ("store_commit_duration_seconds", "histogram", None),
+        ("build_info", "gauge", Some("version")),
+    ] {
+        let full = format!("mailbrake_{name}");
+        assert!(
+            has(&format!("# TYPE {full} {kind}")),
+            "{full} is not a {kind}"
+        );
+        if let Some(label) = label {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{full}{{"))
+                        && l.contains(&format!("{label}=\""))),
+                "{full} has no {label} label"
+            );
+        }
+    }
     let (status, _) = http_get(ts.metrics, "/healthz", None).await;
     assert_eq!(status, 200);
     let (status, body) = http_get(ts.metrics, "/readyz", None).await;

@@ -753,3 +753,45 @@ async fn graceful_shutdown_drains_sessions() {
     let r = busy.reply_within(Duration::from_secs(5)).await;
     assert!(r.is_empty() || r.starts_with("421 4.3.2"), "{r:?}");
 }
+
+/// Held mail and outbox mail are personal data: the data directory mailbrake creates is
+/// 0700 and every spool and outbox file is 0600, whatever the umask (the quick start runs
+/// outside systemd's UMask=0077).
+#[tokio::test(flavor = "multi_thread")]
+async fn held_and_outbox_files_are_private_to_the_service_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut ts = TestServer::start(config(&data, None)).await;
+    let held = send(
+        ts.smtp,
+        "staff@example.co.jp",
+        &["partner@partner.example.jp"],
+        &incident2_message(),
+    )
+    .await
+    .unwrap();
+    assert!(held.starts_with("250 2.0.0 Ok: held as "), "{held}");
+    let clean = send(
+        ts.smtp,
+        "staff@example.co.jp",
+        &["partner@partner.example.jp"],
+        &message(&[("Subject", "hello")], "hello"),
+    )
+    .await
+    .unwrap();
+    assert!(clean.starts_with("250 "), "{clean}");
+    ts.stop().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    let mut files = 0;
+    for sub in ["spool/held", "outbox"] {
+        assert_eq!(mode(&data.join(sub)), 0o700, "{sub}");
+        for e in std::fs::read_dir(data.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        }
+    }
+    assert_eq!(files, 2, "one held file and one outbox file");
+}
