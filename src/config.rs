@@ -287,12 +287,16 @@ impl Default for UpstreamConfig {
 pub struct AdminConfig {
     /// Loopback by default; the API needs the bearer token in `<data-dir>/admin.token`.
     pub listen: SocketAddr,
+    /// Allow `listen` on a non-loopback address (the API releases held mail; the token
+    /// travels in clear HTTP). Off: such an address is a configuration error.
+    pub allow_non_loopback: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2580)),
+            allow_non_loopback: false,
         }
     }
 }
@@ -483,6 +487,14 @@ impl Config {
         }
         if !s.tls_listen.is_empty() && !self.tls.enabled() {
             problems.push("server.tls_listen: needs tls.cert and tls.key".to_string());
+        }
+        if !self.admin.listen.ip().is_loopback() && !self.admin.allow_non_loopback {
+            problems.push(format!(
+                "admin.listen: {} is not a loopback address; the admin API releases held mail \
+                 over plain HTTP (set admin.allow_non_loopback = true to allow it, behind a \
+                 firewall or a TLS proxy)",
+                self.admin.listen
+            ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             problems.push("tls: cert and key must be given together".to_string());
@@ -702,5 +714,19 @@ mod tests {
         assert!(p.iter().any(|m| m.starts_with("upstream.url")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("password_hash")), "{p:?}");
         assert!(p.iter().any(|m| m.starts_with("auth.users:")), "{p:?}");
+    }
+
+    #[test]
+    fn the_admin_api_stays_on_loopback_unless_allowed() {
+        let remote = Config::parse("[admin]\nlisten = \"0.0.0.0:2580\"").unwrap();
+        let ConfigError::Invalid(p) = remote.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(p.iter().any(|m| m.starts_with("admin.listen:")), "{p:?}");
+        let allowed =
+            Config::parse("[admin]\nlisten = \"0.0.0.0:2580\"\nallow_non_loopback = true").unwrap();
+        assert!(allowed.validate().is_ok());
+        let v6 = Config::parse("[admin]\nlisten = \"[::1]:2580\"").unwrap();
+        assert!(v6.validate().is_ok());
     }
 }

@@ -174,11 +174,14 @@ pub enum QuarantineCmd {
     },
     /// Delete held messages (an audit record is kept for the retention period).
     Delete {
+        /// Message ids.
         ids: Vec<String>,
+        /// Every held message matching the filters.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
         #[command(flatten)]
         filters: Filters,
+        /// Confirm an --all action.
         #[arg(long)]
         yes: bool,
         #[command(flatten)]
