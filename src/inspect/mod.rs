@@ -93,12 +93,19 @@ fn inspect_unguarded(
         policy,
     };
     let mut findings = Vec::new();
+    // Content that cannot be read (a MIME bomb, a parse failure, a limit, the inspection's own
+    // deadline) follows `[uninspectable] action`; mailbrake's own failures (a panic, the
+    // server's inspect_timeout) are always held.
+    let unreadable = |why: &str| Finding {
+        action: policy.uninspectable.action,
+        ..uninspectable(why)
+    };
     if let Some(why) = bomb {
-        findings.push(uninspectable(why));
+        findings.push(unreadable(why));
     } else if ctx.message.is_none() {
         findings.push(Finding {
             reason: HoldReason::Uninspectable,
-            action: Action::Hold,
+            action: policy.uninspectable.action,
             summary: "the message could not be parsed as MIME".into(),
             location: "message".into(),
             count: None,
@@ -127,7 +134,7 @@ fn inspect_unguarded(
             let (parts, complete) =
                 content::analyze(&extracted, entities::current_year(), budget.deadline());
             if !complete {
-                findings.push(uninspectable(budget::Exceeded::Time.describe()));
+                findings.push(unreadable(budget::Exceeded::Time.describe()));
             }
             let content_findings = content::findings(&parts, &extracted, policy);
             implicated = implicated_attachments(&extracted.attachments, &content_findings);
@@ -253,6 +260,53 @@ mod tests {
             policy.decide(r.findings).decision,
             crate::verdict::Decision::Hold
         );
+    }
+
+    /// `[uninspectable] action = "warn"` covers every content problem: an encrypted
+    /// attachment, a MIME part bomb, the inspection's own time limit. (mailbrake's own
+    /// failures stay held: see `uninspectable`.)
+    #[test]
+    fn the_uninspectable_action_covers_every_content_problem() {
+        use crate::verdict::Decision;
+        let mut warn = Policy::builtin().unwrap();
+        warn.uninspectable.action = Action::Warn;
+        let zip =
+            include_bytes!("../../tests/fixtures/corpus/hold/49-encrypted-zip-ppap-zipcrypto.eml");
+        let mut parts = String::from(
+            "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+        );
+        for _ in 0..5 {
+            parts.push_str("--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n");
+        }
+        parts.push_str("--b--\r\n");
+        let plain = b"Subject: x\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+        for (what, raw, tweak) in [
+            ("encrypted zip", &zip[..], (usize::MAX, false)),
+            ("part bomb", parts.as_bytes(), (3, false)),
+            ("time limit", &plain[..], (usize::MAX, true)),
+        ] {
+            for (policy, want_action, want) in [
+                (&warn, Action::Warn, Decision::Forward),
+                (&Policy::builtin().unwrap(), Action::Hold, Decision::Hold),
+            ] {
+                let mut policy = policy.clone();
+                if tweak.0 != usize::MAX {
+                    policy.inspection.max_parts = tweak.0;
+                }
+                if tweak.1 {
+                    policy.inspection.max_time = std::time::Duration::ZERO;
+                }
+                let r = inspect(&env(), raw, &policy);
+                let un: Vec<&Finding> = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.reason == HoldReason::Uninspectable)
+                    .collect();
+                assert!(!un.is_empty(), "{what}: {:?}", r.findings);
+                assert!(un.iter().all(|f| f.action == want_action), "{what}: {un:?}");
+                assert_eq!(policy.decide(r.findings).decision, want, "{what}");
+            }
+        }
     }
 
     /// Inputs the fuzzer found (fuzz/regressions/inspect/): a Japanese line in a calendar part
