@@ -655,39 +655,120 @@ mod tests {
         assert!(ByteSize::parse("12XB").is_none());
     }
 
-    /// The shipped example config lists every key with its default: it must parse, validate
-    /// and agree with `Config::default()`, so the documentation cannot drift.
+    /// The field names a `Deserialize` struct accepts, read from serde's own list.
+    fn fields_of<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
+        use serde::de::{self, Visitor};
+        struct Names(std::cell::RefCell<Vec<&'static str>>);
+        #[derive(Debug)]
+        struct Stop;
+        impl std::fmt::Display for Stop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("stop")
+            }
+        }
+        impl std::error::Error for Stop {}
+        impl de::Error for Stop {
+            fn custom<M: std::fmt::Display>(_: M) -> Self {
+                Stop
+            }
+        }
+        impl<'de> de::Deserializer<'de> for &Names {
+            type Error = Stop;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+                Err(Stop)
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Stop> {
+                self.0.borrow_mut().extend_from_slice(fields);
+                Err(Stop)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+                enum identifier ignored_any
+            }
+        }
+        let names = Names(std::cell::RefCell::new(Vec::new()));
+        let _ = T::deserialize(&names);
+        names.0.into_inner()
+    }
+
+    /// The shipped example config documents every key, and its active values are the
+    /// defaults: it must parse, validate and equal `Config::default()` field for field, and
+    /// every key of every section must appear in it, set or commented out (`# key = …`).
     #[test]
     fn example_config_matches_the_defaults() {
-        let c = Config::parse(include_str!("../deploy/mailbrake.toml")).unwrap();
+        let text = include_str!("../deploy/mailbrake.toml");
+        let c = Config::parse(text).unwrap();
         c.validate().unwrap();
-        let d = Config::default();
-        assert_eq!(c.server.listen, d.server.listen);
-        assert_eq!(c.server.max_connections, d.server.max_connections);
         assert_eq!(
-            c.server.max_connections_per_ip,
-            d.server.max_connections_per_ip
+            format!("{c:?}"),
+            format!("{:?}", Config::default()),
+            "an active value in deploy/mailbrake.toml differs from its default"
         );
-        assert_eq!(c.server.shutdown_grace, d.server.shutdown_grace);
-        assert_eq!(c.limits.max_message_size, d.limits.max_message_size);
-        assert_eq!(c.limits.max_recipients, d.limits.max_recipients);
-        assert_eq!(c.limits.command_timeout, d.limits.command_timeout);
-        assert_eq!(c.limits.session_timeout, d.limits.session_timeout);
-        assert_eq!(c.limits.min_free_space, d.limits.min_free_space);
-        assert_eq!(c.auth.failure_delay, d.auth.failure_delay);
-        assert_eq!(c.auth.max_failures, d.auth.max_failures);
-        assert_eq!(c.auth.max_user_failures, d.auth.max_user_failures);
-        assert_eq!(c.relay.allowed_networks, d.relay.allowed_networks);
-        assert_eq!(c.upstream.timeout, d.upstream.timeout);
-        assert_eq!(c.upstream.pool_size, d.upstream.pool_size);
-        assert_eq!(c.admin.listen, d.admin.listen);
-        assert_eq!(c.metrics.listen, d.metrics.listen);
-        assert_eq!(c.quarantine.retention, d.quarantine.retention);
-        assert_eq!(c.notify.enabled, d.notify.enabled);
-        assert_eq!(c.notify.contact, d.notify.contact);
-        assert_eq!(
-            c.notify.max_per_sender_per_hour,
-            d.notify.max_per_sender_per_hour
+        // Every section of Config, with the keys its type accepts.
+        let sections: Vec<(&str, Vec<&str>)> = vec![
+            ("server", fields_of::<ServerConfig>()),
+            ("limits", fields_of::<Limits>()),
+            ("tls", fields_of::<TlsConfig>()),
+            ("auth", fields_of::<AuthConfig>()),
+            ("auth.users", fields_of::<AuthUser>()),
+            ("relay", fields_of::<RelayAccess>()),
+            ("upstream", fields_of::<UpstreamConfig>()),
+            ("admin", fields_of::<AdminConfig>()),
+            ("metrics", fields_of::<MetricsConfig>()),
+            ("quarantine", fields_of::<QuarantineConfig>()),
+            ("notify", fields_of::<NotifyConfig>()),
+            ("log", fields_of::<LogConfig>()),
+        ];
+        for top in fields_of::<Config>() {
+            assert!(
+                sections.iter().any(|(s, _)| *s == top),
+                "section [{top}] is not checked here"
+            );
+        }
+        // The keys written in the example, per section, set or commented out.
+        let mut written: Vec<(String, String)> = Vec::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if let Some(name) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+                if !name.is_empty() && line.trim_start().starts_with(['[', '#']) {
+                    section = name.trim_matches(['[', ']']).to_string();
+                }
+                continue;
+            }
+            if let Some((key, _)) = l.split_once('=') {
+                let key = key.trim();
+                if !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    written.push((section.clone(), key.to_string()));
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for (section, keys) in &sections {
+            for key in keys {
+                // A key holding a table array is written as its own section: [[auth.users]].
+                let as_section = format!("{section}.{key}");
+                if !written
+                    .iter()
+                    .any(|(s, k)| (s == section && k == key) || *s == as_section)
+                {
+                    missing.push(format!("{section}.{key}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "deploy/mailbrake.toml does not mention: {missing:?}"
         );
     }
 
