@@ -3,7 +3,7 @@
 //!
 //! Owns the decision "what is this file"; must not parse any format itself.
 
-use super::{Ctx, Location, ProblemKind, TextKind, archive, gzip, html, ole, pdf, text};
+use super::{Ctx, Location, ProblemKind, TextKind, archive, gzip, html, ole, pdf, tar, text};
 
 /// What a leaf's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub(super) enum Kind {
     Ole,
     Pdf,
     Gzip,
+    /// POSIX/GNU tar (`ustar` at 257), or an old v7 header whose checksum validates.
+    Tar,
     SevenZip,
     Rar,
     /// Images carry no text we can read.
@@ -29,6 +31,9 @@ pub(super) fn sniff(bytes: &[u8]) -> Kind {
         Kind::Zip
     } else if bytes.starts_with(OLE) {
         Kind::Ole
+    } else if tar::is_tar(bytes) {
+        // Before PDF: a tar whose first member is a PDF has `%PDF-` at offset 512.
+        Kind::Tar
     } else if is_pdf(bytes) {
         Kind::Pdf
     } else if bytes.starts_with(&[0x1F, 0x8B]) {
@@ -89,6 +94,7 @@ pub(super) fn leaf(
         Kind::Ole => ole::extract(ctx, loc, bytes),
         Kind::Pdf => pdf::extract(ctx, loc, bytes),
         Kind::Gzip => gzip::extract(ctx, loc, bytes, depth),
+        Kind::Tar => tar::extract(ctx, loc, bytes, depth),
         Kind::SevenZip | Kind::Rar => ctx.problem(
             loc,
             ProblemKind::Unreadable,
@@ -239,6 +245,10 @@ mod tests {
         for (bytes, kind) in cases {
             assert_eq!(sniff(bytes), *kind, "{bytes:?}");
         }
+        let tar = crate::inspect::extract::testutil::tar(&[
+            crate::inspect::extract::testutil::TarEntry::file("a.pdf", b"%PDF-1.7\n"),
+        ]);
+        assert_eq!(sniff(&tar), Kind::Tar, "a tar of a PDF is a tar");
         let mut bmp = b"BM".to_vec();
         bmp.extend_from_slice(&[0; 12]);
         bmp.extend_from_slice(&40u32.to_le_bytes());
