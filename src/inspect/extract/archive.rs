@@ -166,7 +166,7 @@ pub(super) fn entry_name(raw: &[u8], flags: u16) -> String {
 }
 
 /// Rejects absolute names, drive letters and `..` components (Zip Slip).
-fn safe_name(name: &str) -> bool {
+pub(super) fn safe_name(name: &str) -> bool {
     let absolute = name.starts_with(['/', '\\'])
         || name.as_bytes().get(1) == Some(&b':')
         || name.contains('\0');

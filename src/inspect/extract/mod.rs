@@ -13,7 +13,7 @@
 //! Values extracted here never reach a log: only locations, counts and reasons do.
 //!
 //! Files: `mime.rs` walks the parse; `sniff.rs` types a leaf by magic and dispatches it;
-//! `text.rs` (charsets, CSV/TSV), `html.rs`, `archive.rs` (zip), `gzip.rs`, `ooxml.rs` (docx,
+//! `text.rs` (charsets, CSV/TSV), `html.rs`, `archive.rs` (zip), `gzip.rs`, `tar.rs`, `ooxml.rs` (docx,
 //! pptx), `sheet.rs` (xlsx, xlsb), `xls.rs`, `ods.rs`, `ole.rs` and `pdf.rs` turn one format
 //! into items; `xml.rs` holds the quick-xml helpers they share.
 //!
@@ -33,6 +33,7 @@ pub use pdf::{PdfTextError, child_exit as pdf_child_exit, pdf_text, read_in_chil
 mod pdf_streams;
 mod sheet;
 mod sniff;
+mod tar;
 mod text;
 mod xls;
 mod xml;

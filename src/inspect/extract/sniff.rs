@@ -3,7 +3,7 @@
 //!
 //! Owns the decision "what is this file"; must not parse any format itself.
 
-use super::{Ctx, Location, ProblemKind, TextKind, archive, gzip, html, ole, pdf, text};
+use super::{Ctx, Location, ProblemKind, TextKind, archive, gzip, html, ole, pdf, tar, text};
 
 /// What a leaf's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,8 +14,16 @@ pub(super) enum Kind {
     Ole,
     Pdf,
     Gzip,
+    /// POSIX/GNU tar (`ustar` at 257), or an old v7 header whose checksum validates.
+    Tar,
     SevenZip,
     Rar,
+    /// Compressed or archived formats we have no reader for: uninspectable.
+    Bzip2,
+    Xz,
+    Zstd,
+    Lzh,
+    Cab,
     /// Images carry no text we can read.
     Image,
     /// Anything else: text if it decodes as text, else unknown binary.
@@ -29,6 +37,9 @@ pub(super) fn sniff(bytes: &[u8]) -> Kind {
         Kind::Zip
     } else if bytes.starts_with(OLE) {
         Kind::Ole
+    } else if tar::is_tar(bytes) {
+        // Before PDF: a tar whose first member is a PDF has `%PDF-` at offset 512.
+        Kind::Tar
     } else if is_pdf(bytes) {
         Kind::Pdf
     } else if bytes.starts_with(&[0x1F, 0x8B]) {
@@ -37,6 +48,16 @@ pub(super) fn sniff(bytes: &[u8]) -> Kind {
         Kind::SevenZip
     } else if bytes.starts_with(b"Rar!\x1a\x07") {
         Kind::Rar
+    } else if is_bzip2(bytes) {
+        Kind::Bzip2
+    } else if bytes.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        Kind::Xz
+    } else if bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Kind::Zstd
+    } else if is_lzh(bytes) {
+        Kind::Lzh
+    } else if bytes.starts_with(b"MSCF\0\0\0\0") {
+        Kind::Cab
     } else if is_image(bytes) {
         Kind::Image
     } else {
@@ -48,6 +69,21 @@ pub(super) fn sniff(bytes: &[u8]) -> Kind {
 fn is_pdf(bytes: &[u8]) -> bool {
     let head = bytes.get(..1024).unwrap_or(bytes);
     memchr::memmem::find(head, b"%PDF-").is_some()
+}
+
+/// `BZh` + block size `1`..`9` + the first block's magic (the digits of pi).
+fn is_bzip2(b: &[u8]) -> bool {
+    b.starts_with(b"BZh")
+        && b.get(3).is_some_and(|c| (b'1'..=b'9').contains(c))
+        && b.get(4..10) == Some(&[0x31, 0x41, 0x59, 0x26, 0x53, 0x59])
+}
+
+/// LHA/LZH: the method id `-lh?-` (or LArc's `-lz?-`) at offset 2 of the first header.
+fn is_lzh(b: &[u8]) -> bool {
+    matches!(b.get(2..5), Some(b"-lh" | b"-lz"))
+        && b.get(5)
+            .is_some_and(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        && b.get(6) == Some(&b'-')
 }
 
 fn is_image(b: &[u8]) -> bool {
@@ -89,10 +125,36 @@ pub(super) fn leaf(
         Kind::Ole => ole::extract(ctx, loc, bytes),
         Kind::Pdf => pdf::extract(ctx, loc, bytes),
         Kind::Gzip => gzip::extract(ctx, loc, bytes, depth),
+        Kind::Tar => tar::extract(ctx, loc, bytes, depth),
         Kind::SevenZip | Kind::Rar => ctx.problem(
             loc,
             ProblemKind::Unreadable,
             "7z/rar archives cannot be inspected",
+        ),
+        Kind::Bzip2 => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            "bzip2-compressed files cannot be inspected",
+        ),
+        Kind::Xz => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            "xz-compressed files cannot be inspected",
+        ),
+        Kind::Zstd => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            "zstd-compressed files cannot be inspected",
+        ),
+        Kind::Lzh => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            "lzh/lha archives cannot be inspected",
+        ),
+        Kind::Cab => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            "cab archives cannot be inspected",
         ),
         Kind::Image => {}
         Kind::Other => text_leaf(ctx, loc, bytes, charset),
@@ -213,6 +275,55 @@ mod tests {
         }
     }
 
+    /// Formats we have no reader for are held as uninspectable, naming the format.
+    #[test]
+    fn unreadable_formats_are_problems() {
+        use crate::inspect::extract::testutil::{member_csv, problems, run_attachment};
+        let csv = member_csv();
+        let cases: &[(&str, &[u8], &str)] = &[
+            (
+                "members.csv.bz2",
+                b"BZh91AY&SY",
+                "bzip2-compressed files cannot be inspected",
+            ),
+            (
+                "members.tar.xz",
+                &[0xFD, b'7', b'z', b'X', b'Z', 0],
+                "xz-compressed files cannot be inspected",
+            ),
+            (
+                "members.csv.zst",
+                &[0x28, 0xB5, 0x2F, 0xFD],
+                "zstd-compressed files cannot be inspected",
+            ),
+            (
+                "members.lzh",
+                b"\x2a\x5a-lh5-",
+                "lzh/lha archives cannot be inspected",
+            ),
+            (
+                "members.cab",
+                b"MSCF\0\0\0\0",
+                "cab archives cannot be inspected",
+            ),
+        ];
+        for (name, magic, why) in cases {
+            // The magic, then what a compressor would leave readable: nothing may be read.
+            let mut bytes = magic.to_vec();
+            bytes.extend_from_slice(csv.as_bytes());
+            let x = run_attachment(name, &bytes);
+            assert_eq!(
+                problems(&x),
+                vec![(
+                    format!("attachment {name}"),
+                    ProblemKind::Unreadable,
+                    why.to_string()
+                )]
+            );
+            assert_eq!(x.items.len(), 1, "{name}: only the body: {:?}", x.items);
+        }
+    }
+
     #[test]
     fn magic_table() {
         let cases: &[(&[u8], Kind)] = &[
@@ -227,6 +338,17 @@ mod tests {
             (&[0x1F, 0x8B, 8, 0], Kind::Gzip),
             (&[0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C, 0, 4], Kind::SevenZip),
             (b"Rar!\x1a\x07\x01\x00", Kind::Rar),
+            (b"BZh91AY&SY\x00\x01", Kind::Bzip2),
+            (b"BZh11AY&SY", Kind::Bzip2),
+            (b"BZh01AY&SY", Kind::Other),
+            (b"BZh9 is not a block", Kind::Other),
+            (&[0xFD, b'7', b'z', b'X', b'Z', 0, 0, 4], Kind::Xz),
+            (&[0x28, 0xB5, 0x2F, 0xFD, 0x24, 0x10], Kind::Zstd),
+            (b"\x2a\x5a-lh5-\x10\x00\x00\x00", Kind::Lzh),
+            (b"\x24\x00-lh0-", Kind::Lzh),
+            (b"ab-lh5 text", Kind::Other),
+            (b"MSCF\0\0\0\0\x10\x27\0\0", Kind::Cab),
+            (b"MSCF report", Kind::Other),
             (b"\x89PNG\r\n\x1a\n....", Kind::Image),
             (&[0xFF, 0xD8, 0xFF, 0xE0], Kind::Image),
             (b"GIF89a..", Kind::Image),
@@ -239,6 +361,10 @@ mod tests {
         for (bytes, kind) in cases {
             assert_eq!(sniff(bytes), *kind, "{bytes:?}");
         }
+        let tar = crate::inspect::extract::testutil::tar(&[
+            crate::inspect::extract::testutil::TarEntry::file("a.pdf", b"%PDF-1.7\n"),
+        ]);
+        assert_eq!(sniff(&tar), Kind::Tar, "a tar of a PDF is a tar");
         let mut bmp = b"BM".to_vec();
         bmp.extend_from_slice(&[0; 12]);
         bmp.extend_from_slice(&40u32.to_le_bytes());

@@ -160,3 +160,139 @@ pub(crate) fn stored_zip(entries: &[RawEntry<'_>], aliases: &[(&[u8], usize)]) -
     z.extend_from_slice(&[0, 0]);
     z
 }
+
+/// A member list as CSV: the header 氏名,生年月日,住所,電話番号 and 30 distinct people.
+pub(crate) fn member_csv() -> String {
+    const SEI: [&str; 6] = ["佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺"];
+    const MEI: [&str; 5] = ["太郎", "花子", "健一", "美咲", "翔太"];
+    const CITY: [&str; 3] = ["東京都千代田区", "大阪府大阪市北区", "愛知県名古屋市中区"];
+    let mut csv = String::from("氏名,生年月日,住所,電話番号\n");
+    for i in 0..30usize {
+        csv.push_str(&format!(
+            "{} {},{}-{:02}-{:02},{}{}-{}-{},090-{:04}-{:04}\n",
+            SEI[i % 6],
+            MEI[i / 6],
+            1960 + i,
+            i % 12 + 1,
+            i % 28 + 1,
+            CITY[i % 3],
+            i % 5 + 1,
+            i + 2,
+            i % 9 + 1,
+            1200 + i * 7,
+            5000 + i * 13,
+        ));
+    }
+    csv
+}
+
+/// A gzip member named `name` holding `data`.
+pub(crate) fn gzip(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut w = flate2::GzBuilder::new()
+        .filename(name)
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    w.write_all(data).unwrap();
+    w.finish().unwrap()
+}
+
+/// The header layout of [`tar_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TarFormat {
+    /// POSIX ustar (`ustar\0` `00`), long paths split into prefix and name.
+    Ustar,
+    /// GNU (`ustar  \0`), names cut at 100 bytes (long names need an `L` entry).
+    Gnu,
+    /// Old Unix v7: no magic, no owner names.
+    V7,
+}
+
+/// One member of [`tar_with`]: its type flag, name, link target and data.
+pub(crate) struct TarEntry<'a> {
+    pub(crate) kind: u8,
+    pub(crate) name: &'a str,
+    pub(crate) link: &'a str,
+    pub(crate) data: &'a [u8],
+}
+
+impl<'a> TarEntry<'a> {
+    pub(crate) fn file(name: &'a str, data: &'a [u8]) -> TarEntry<'a> {
+        TarEntry::raw(b'0', name, data)
+    }
+
+    pub(crate) fn dir(name: &'a str) -> TarEntry<'a> {
+        TarEntry::raw(b'5', name, b"")
+    }
+
+    /// A hard link to `target`.
+    pub(crate) fn link(name: &'a str, target: &'a str) -> TarEntry<'a> {
+        TarEntry {
+            kind: b'1',
+            name,
+            link: target,
+            data: b"",
+        }
+    }
+
+    /// Any type flag with data (`L`, `x`, `g`, `S`…).
+    pub(crate) fn raw(kind: u8, name: &'a str, data: &'a [u8]) -> TarEntry<'a> {
+        TarEntry {
+            kind,
+            name,
+            link: "",
+            data,
+        }
+    }
+}
+
+/// A POSIX ustar archive of `entries`.
+pub(crate) fn tar(entries: &[TarEntry<'_>]) -> Vec<u8> {
+    tar_with(entries, TarFormat::Ustar)
+}
+
+/// A tar archive written by hand, as GNU tar lays it out: a 512-byte header per entry (with
+/// its checksum), the data padded to 512 bytes, two zero blocks at the end.
+pub(crate) fn tar_with(entries: &[TarEntry<'_>], format: TarFormat) -> Vec<u8> {
+    fn put(h: &mut [u8; 512], at: usize, bytes: &[u8]) {
+        h[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = [0u8; 512];
+        let (prefix, name) = match e.name.rfind('/') {
+            Some(i) if format == TarFormat::Ustar && e.name.len() > 100 => {
+                (&e.name[..i], &e.name[i + 1..])
+            }
+            _ => ("", e.name),
+        };
+        let name = &name.as_bytes()[..name.len().min(100)];
+        put(&mut h, 0, name);
+        put(&mut h, 100, b"0000644\0");
+        put(&mut h, 108, b"0001750\0");
+        put(&mut h, 116, b"0001750\0");
+        put(&mut h, 124, format!("{:011o}\0", e.data.len()).as_bytes());
+        put(&mut h, 136, b"14760346400\0");
+        h[156] = e.kind;
+        put(&mut h, 157, e.link.as_bytes());
+        match format {
+            TarFormat::Ustar => {
+                put(&mut h, 257, b"ustar\x0000");
+                put(&mut h, 345, prefix.as_bytes());
+            }
+            TarFormat::Gnu => put(&mut h, 257, b"ustar  \0"),
+            TarFormat::V7 => {}
+        }
+        if format != TarFormat::V7 {
+            put(&mut h, 265, b"user");
+            put(&mut h, 297, b"staff");
+        }
+        put(&mut h, 148, b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        put(&mut h, 148, format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}

@@ -2,9 +2,11 @@
 //!
 //! Charset order (DETECTION §4.1): BOM → the declared charset (unless the bytes contradict
 //! it) → chardetng with the `jp` TLD hint and ISO-2022-JP allowed. Decoding is encoding_rs.
+//! Bytes with NUL bytes are text only as UTF-16: with a BOM, or without one when the NUL
+//! bytes fall on one side of the code units ([`decode_if_text`]).
 
 use chardetng::{EncodingDetector, Iso2022JpDetection, Utf8Detection};
-use encoding_rs::{Encoding, UTF_8, WINDOWS_1252};
+use encoding_rs::{Encoding, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
 use crate::inspect::budget::{Budget, Exceeded};
 
@@ -46,25 +48,65 @@ pub(super) fn pick(bytes: &[u8], declared: Option<&str>) -> &'static Encoding {
     detector.guess(Some(b"jp"), Utf8Detection::Allow)
 }
 
-/// Decodes `bytes` if they are text: no NUL bytes (unless a UTF-16 BOM says so) and at most
-/// 2 % control characters or undecodable sequences in the first 64 KiB of text.
+/// Decodes `bytes` if they are text: no NUL bytes (unless a UTF-16 BOM says so, or the NUL
+/// bytes are those of BOM-less UTF-16, see [`utf16_without_bom`]) and at most 2 % control
+/// characters or undecodable sequences in the first 64 KiB of text.
 pub(super) fn decode_if_text(bytes: &[u8], declared: Option<&str>) -> Option<String> {
     let utf16 = matches!(Encoding::for_bom(bytes), Some((enc, _)) if enc != UTF_8);
     let head = bytes.get(..64 * 1024).unwrap_or(bytes);
-    if !utf16 && memchr::memchr(0, head).is_some() {
-        return None;
-    }
-    let text = decode(bytes, declared);
+    let (text, strict) = if !utf16 && memchr::memchr(0, head).is_some() {
+        let enc = utf16_without_bom(head)?;
+        (enc.decode_without_bom_handling(bytes).0.into_owned(), true)
+    } else {
+        (decode(bytes, declared), false)
+    };
     let mut total = 0usize;
     let mut bad = 0usize;
     for c in text.chars().take(64 * 1024) {
         total += 1;
         let control = c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}' | '\u{1b}');
-        if control || c == '\u{fffd}' {
+        // Binary read as UTF-16 also shows private-use characters and noncharacters.
+        let odd = strict
+            && matches!(c, '\u{e000}'..='\u{f8ff}' | '\u{fdd0}'..='\u{fdef}' | '\u{fffe}' | '\u{ffff}');
+        if control || odd || c == '\u{fffd}' {
             bad += 1;
         }
     }
     (bad * 50 <= total).then_some(text)
+}
+
+/// Bytes looked at to recognise UTF-16 without a BOM.
+const UTF16_SAMPLE: usize = 8 * 1024;
+
+/// The byte order of UTF-16 text without a BOM (Excel's "Unicode text" cut from its BOM,
+/// exports of Windows tools), from where its NUL bytes are: every ASCII character (digits,
+/// delimiters, line breaks) is a code unit with one NUL byte, always on the same side, while
+/// binary data has NUL bytes on both sides (or in pairs). Japanese text has NUL bytes on the
+/// other side too, in U+xx00 characters (一, the ideographic space), but far fewer.
+/// `None` unless one side clearly dominates; the caller still checks the decoded text.
+fn utf16_without_bom(head: &[u8]) -> Option<&'static Encoding> {
+    let sample = head.get(..UTF16_SAMPLE).unwrap_or(head);
+    let units = sample.len() / 2;
+    // Code units with a NUL high byte (and a non-NUL low byte), read as LE and as BE.
+    let (mut le, mut be) = (0usize, 0usize);
+    for pair in sample.chunks_exact(2) {
+        match pair {
+            [0, 0] => {}
+            [_, 0] => le += 1,
+            [0, _] => be += 1,
+            _ => {}
+        }
+    }
+    // At least 1 unit in 64 (random bytes give 1 in 256 on each side), and at least twice as
+    // many as on the other side (a Japanese letter full of 一 and 　 still has more ASCII).
+    let dominant = |this: usize, other: usize| this >= 2 && this * 64 >= units && other * 2 <= this;
+    if dominant(le, be) {
+        Some(UTF_16LE)
+    } else if dominant(be, le) {
+        Some(UTF_16BE)
+    } else {
+        None
+    }
 }
 
 /// Candidate delimiters, in order of preference on ties.
@@ -219,6 +261,98 @@ mod tests {
         ];
         for bytes in cases {
             assert_eq!(decode_if_text(bytes, None), None, "{bytes:?}");
+        }
+    }
+
+    fn utf16le(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    fn utf16be(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_be_bytes).collect()
+    }
+
+    #[test]
+    fn utf16_with_and_without_bom() {
+        use crate::inspect::extract::testutil::{
+            member_csv, problems, rows, run_attachment, tables,
+        };
+        let csv = member_csv();
+        let prose = "会員各位\r\n\r\n一月の定例会は一日（月）に開催いたします。\r\n会場は本社三階の大会議室です。\r\n\u{3000}以上、よろしくお願い申し上げます。\r\n";
+        let english = "Dear members,\nThe meeting is on Monday.\n";
+        for text in [csv.as_str(), prose, english] {
+            let mut bom_le = vec![0xFF, 0xFE];
+            bom_le.extend(utf16le(text));
+            let mut bom_be = vec![0xFE, 0xFF];
+            bom_be.extend(utf16be(text));
+            for (name, bytes) in [
+                ("le", utf16le(text)),
+                ("be", utf16be(text)),
+                ("le bom", bom_le),
+                ("be bom", bom_be),
+            ] {
+                assert_eq!(
+                    decode_if_text(&bytes, None).as_deref(),
+                    Some(text),
+                    "{name}: {text}"
+                );
+            }
+        }
+        // A UTF-16LE CSV without BOM is a table.
+        let x = run_attachment("members.csv", &utf16le(&csv));
+        assert!(x.problems.is_empty(), "{:?}", problems(&x));
+        let found = tables(&x, "attachment members.csv");
+        assert_eq!(found.len(), 1, "{:?}", x.items);
+        let want: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows(found[0]), want);
+    }
+
+    /// Binary with NUL bytes is not misread as BOM-less UTF-16.
+    #[test]
+    fn binary_is_not_utf16() {
+        let mut seed = 0x853c_49e6_748f_ea9b_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
+        for len in [2usize, 3, 8, 64, 500, 4096, 100_000] {
+            for i in 0..20 {
+                let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                b[0] = 0;
+                samples.push((format!("random {len} #{i}"), b.clone()));
+                let mut png =
+                    b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x01\0\0\0\0\xc8\x08\x06\0\0\0".to_vec();
+                png.extend_from_slice(&b);
+                samples.push((format!("png {len} #{i}"), png));
+                let mut z = b"PK\x03\x04\x14\0\0\0\x08\0\0\0!\0".to_vec();
+                z.extend_from_slice(&b);
+                samples.push((format!("zip {len} #{i}"), z));
+            }
+        }
+        // 16-bit PCM: quiet and loud sines.
+        for amp in [3.0f64, 100.0, 200.0, 12_000.0] {
+            let mut wav = b"RIFF\x24\x71\x02\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x44\xac\0\0\x88\x58\x01\0\x02\0\x10\0data\0\x71\x02\0".to_vec();
+            for t in 0..80_000 {
+                let v = (amp * (f64::from(t) * 0.05).sin()) as i16;
+                wav.extend_from_slice(&v.to_le_bytes());
+            }
+            samples.push((format!("wav amplitude {amp}"), wav));
+        }
+        // Little-endian integer arrays, and a DER certificate (what an S/MIME .p7s holds).
+        let ints: Vec<u8> = (0u32..5000).flat_map(|i| (i % 300).to_le_bytes()).collect();
+        samples.push(("u32 array".into(), ints));
+        let shorts: Vec<u8> = (0u16..5000).flat_map(|i| (i % 200).to_le_bytes()).collect();
+        samples.push(("u16 array".into(), shorts));
+        let cert = rcgen::generate_simple_self_signed(vec!["mail.example.jp".to_string()]).unwrap();
+        samples.push(("der certificate".into(), cert.cert.der().to_vec()));
+        for (name, bytes) in &samples {
+            assert!(
+                decode_if_text(bytes, None).is_none(),
+                "{name} was read as text"
+            );
         }
     }
 
