@@ -24,6 +24,8 @@ pub(super) enum Kind {
     Zstd,
     Lzh,
     Cab,
+    /// Unix compress (`.Z`), lzip, lz4: named for the operator.
+    Compressed(&'static str),
     /// Images carry no text we can read.
     Image,
     /// Anything else: text if it decodes as text, else unknown binary.
@@ -58,6 +60,14 @@ pub(super) fn sniff(bytes: &[u8]) -> Kind {
         Kind::Lzh
     } else if bytes.starts_with(b"MSCF\0\0\0\0") {
         Kind::Cab
+    } else if bytes.starts_with(&[0x1F, 0x9D]) || bytes.starts_with(&[0x1F, 0xA0]) {
+        Kind::Compressed("compress (.Z)")
+    } else if bytes.starts_with(b"LZIP\x01") {
+        Kind::Compressed("lzip")
+    } else if bytes.starts_with(&[0x04, 0x22, 0x4D, 0x18])
+        || bytes.starts_with(&[0x02, 0x21, 0x4C, 0x18])
+    {
+        Kind::Compressed("lz4")
     } else if is_image(bytes) {
         Kind::Image
     } else {
@@ -155,6 +165,11 @@ pub(super) fn leaf(
             loc,
             ProblemKind::Unreadable,
             "cab archives cannot be inspected",
+        ),
+        Kind::Compressed(format) => ctx.problem(
+            loc,
+            ProblemKind::Unreadable,
+            format!("{format}-compressed files cannot be inspected"),
         ),
         Kind::Image => {}
         Kind::Other => text_leaf(ctx, loc, bytes, charset),
@@ -306,6 +321,21 @@ mod tests {
                 b"MSCF\0\0\0\0",
                 "cab archives cannot be inspected",
             ),
+            (
+                "members.csv.Z",
+                &[0x1F, 0x9D, 0x90],
+                "compress (.Z)-compressed files cannot be inspected",
+            ),
+            (
+                "members.csv.lz",
+                b"LZIP\x01\x0c",
+                "lzip-compressed files cannot be inspected",
+            ),
+            (
+                "members.csv.lz4",
+                &[0x04, 0x22, 0x4D, 0x18, 0x64],
+                "lz4-compressed files cannot be inspected",
+            ),
         ];
         for (name, magic, why) in cases {
             // The magic, then what a compressor would leave readable: nothing may be read.
@@ -349,6 +379,10 @@ mod tests {
             (b"ab-lh5 text", Kind::Other),
             (b"MSCF\0\0\0\0\x10\x27\0\0", Kind::Cab),
             (b"MSCF report", Kind::Other),
+            (&[0x1F, 0x9D, 0x90, 0], Kind::Compressed("compress (.Z)")),
+            (b"LZIP\x01\x0c", Kind::Compressed("lzip")),
+            (b"LZIP is a word", Kind::Other),
+            (&[0x04, 0x22, 0x4D, 0x18, 0x64], Kind::Compressed("lz4")),
             (b"\x89PNG\r\n\x1a\n....", Kind::Image),
             (&[0xFF, 0xD8, 0xFF, 0xE0], Kind::Image),
             (b"GIF89a..", Kind::Image),
