@@ -644,6 +644,166 @@ pub fn is_address(value: &str) -> bool {
     has_place && ADDRESS_NUMBER.as_ref().is_some_and(|re| re.is_match(v))
 }
 
+/// Japanese words that make a value an organisation's name: legal forms (also abbreviated,
+/// `㈱` is `(株)` after NFKC), institutions and trade-name endings. Multi-character words
+/// only: single characters (`店`, `院`, `省` …) occur in given names.
+const ORG_WORDS_JA: &[&str] = &[
+    "株式会社",
+    "有限会社",
+    "合同会社",
+    "合資会社",
+    "合名会社",
+    "相互会社",
+    "(株)",
+    "(有)",
+    "(合)",
+    "(同)",
+    "(資)",
+    "(医)",
+    "(財)",
+    "(社)",
+    "(学)",
+    "(福)",
+    "(特非)",
+    "(一社)",
+    "(公社)",
+    "(一財)",
+    "(公財)",
+    "法人",
+    "財団",
+    "協会",
+    "組合",
+    "連合会",
+    "商工会",
+    "協議会",
+    "委員会",
+    "機構",
+    "大学",
+    "学校",
+    "学園",
+    "高校",
+    "幼稚園",
+    "保育園",
+    "病院",
+    "医院",
+    "クリニック",
+    "歯科",
+    "薬局",
+    "事務所",
+    "研究所",
+    "製作所",
+    "工務店",
+    "工業",
+    "産業",
+    "商事",
+    "商店",
+    "商会",
+    "物産",
+    "建設",
+    "銀行",
+    "信用金庫",
+    "証券",
+    "保険",
+    "不動産",
+    "興業",
+    "電機",
+    "自動車",
+    "運輸",
+    "運送",
+    "物流",
+    "食品",
+    "製薬",
+    "化学",
+    "ホールディングス",
+    "グループ",
+    "センター",
+    "支店",
+    "営業所",
+    "役所",
+    "役場",
+    "カブシキガイシャ",
+    "ユウゲンガイシャ",
+    "ゴウドウガイシャ",
+];
+
+/// English words (lower case, one whole word) that make a value an organisation's name.
+const ORG_WORDS_EN: &[&str] = &[
+    "inc",
+    "incorporated",
+    "ltd",
+    "limited",
+    "llc",
+    "llp",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "gmbh",
+    "ag",
+    "kk",
+    "k.k",
+    "plc",
+    "pte",
+    "pty",
+    "s.a",
+    "b.v",
+    "holdings",
+    "group",
+    "university",
+    "college",
+    "school",
+    "hospital",
+    "clinic",
+    "association",
+    "foundation",
+    "institute",
+    "bank",
+    "trading",
+    "industries",
+    "systems",
+    "solutions",
+    "technologies",
+    "services",
+    "partners",
+    "consulting",
+    "laboratories",
+    "council",
+    "agency",
+    "society",
+];
+
+static ORG_JA: LazyLock<Option<aho_corasick::AhoCorasick>> =
+    LazyLock::new(|| aho_corasick::AhoCorasick::new(ORG_WORDS_JA).ok());
+
+/// An organisation's name: a company (`株式会社…`, `…(株)`, `Acme Co., Ltd.`, `… K.K.`,
+/// `… GmbH`), an association, a school, a hospital, an office (DETECTION.md §3, `会社名*`).
+/// A person with an affiliation in brackets (`山田 太郎(株式会社サンプル)`) is a person.
+/// Reads normalised text (`㈱` → `(株)`, full-width brackets → ASCII).
+pub fn is_organisation_name(value: &str) -> bool {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 200 {
+        return false;
+    }
+    // Bank-style kana abbreviations of the legal form: `カ)サンプル`, `サンプル(カ`.
+    let kana_form = ["カ)", "ユ)", "ド)"].iter().any(|p| v.starts_with(p))
+        || ["(カ", "(ユ", "(ド"].iter().any(|p| v.ends_with(p));
+    let ja = kana_form || ORG_JA.as_ref().is_some_and(|ac| ac.is_match(v));
+    let en = !ja
+        && v.split(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '&' | '/'))
+            .map(|w| w.trim_matches('.').to_ascii_lowercase())
+            .any(|w| ORG_WORDS_EN.contains(&w.as_str()));
+    if !(ja || en) {
+        return false;
+    }
+    // `山田 太郎(株式会社サンプル)`, `Emily Clark / Acme Inc.`: the person comes first.
+    let person = v
+        .split(['(', '/'])
+        .next()
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.len() < v.len());
+    person.is_none_or(|p| name_shape(p) != NameShape::Dictionary)
+}
+
 /// A member/customer id shape: 3–20 characters of letters, digits and `-`, with digits.
 pub fn is_code(value: &str) -> bool {
     let v = value.trim();
@@ -776,6 +936,40 @@ mod tests {
         assert_eq!(name_shape("東京都港区"), NameShape::Shape);
         assert_eq!(name_shape("森 花子"), NameShape::Dictionary);
         assert_eq!(name_shape("12345"), NameShape::No);
+        for org in [
+            "株式会社サンプル",
+            "サンプル(株)",
+            "有限会社みどり",
+            "合同会社テスト",
+            "佐藤歯科医院",
+            "田中商店",
+            "日本精工協会",
+            "東都大学",
+            "山本税理士事務所",
+            "カ)サンプル",
+            "カブシキガイシャ サンプル",
+            "Acme Co., Ltd.",
+            "Globex Inc.",
+            "Nihon Trading K.K.",
+            "Initech Corporation",
+            "Umbrella LLC",
+            "Müller GmbH",
+            "Northwind Holdings",
+        ] {
+            assert!(is_organisation_name(org), "{org}");
+        }
+        for not_org in [
+            "山田 太郎",
+            "佐々木 健一",
+            "Emily Clark",
+            "山田 太郎(株式会社サンプル)",
+            "Emily Clark / Acme Inc.",
+            "東京都港区芝1-1-1",
+            "Coco Chanel",
+            "",
+        ] {
+            assert!(!is_organisation_name(not_org), "{not_org}");
+        }
         assert!(is_kana_name("ヤマダ タロウ") && !is_kana_name("ー"));
         assert!(is_gender("女性") && is_gender("M") && !is_gender("東京"));
         assert!(is_address("東京都千代田区丸の内1-2-3"));

@@ -27,6 +27,8 @@ pub enum Class {
     Password,
     Profile,
     /// `担当者`, `営業担当`: a staff member in charge — an attribute of the row, not its subject.
+    /// Also `代表者`, `代表取締役`: the person acting for the organisation a row is about
+    /// (published business information; see `table.rs` for when it still makes a record).
     Staff,
     /// `会社名`, `取引先`, `店舗名`: organisations, not people.
     Organisation,
@@ -117,6 +119,14 @@ const LEXICON: &[(&str, Class, bool)] = &[
     ("担当", Class::Staff, false),
     ("営業", Class::Staff, false),
     ("salesrep", Class::Staff, false),
+    ("代表者", Class::Staff, false),
+    ("代表取締役", Class::Staff, false),
+    ("代表名", Class::Staff, false),
+    ("代表", Class::Staff, true),
+    ("社長", Class::Staff, false),
+    ("representative", Class::Staff, false),
+    ("contactperson", Class::Staff, false),
+    ("contactname", Class::Staff, false),
     ("owner", Class::Staff, true),
     ("assignee", Class::Staff, true),
     ("会社名", Class::Organisation, false),
@@ -468,6 +478,13 @@ mod tests {
             ("会社名", Some(Class::Organisation)),
             ("店舗名", Some(Class::Organisation)),
             ("担当者名", Some(Class::Staff)),
+            ("代表者名", Some(Class::Staff)),
+            ("代表者氏名", Some(Class::Staff)),
+            ("代表電話", Some(Class::Phone)),
+            ("Contact Person", Some(Class::Staff)),
+            ("顧客名", Some(Class::Name)),
+            ("取引先名", Some(Class::Organisation)),
+            ("Customer", Some(Class::Name)),
             ("注文番号", Some(Class::OrderNo)),
             ("登録番号", None),
             ("法人番号", Some(Class::CorporateNo)),

@@ -7,17 +7,22 @@
 //! and at least one further personal attribute. Records are counted distinct.
 //!
 //! Column types come from two sources: the header word (lexicon) and the shape of a sample of
-//! values (≤ 200 cells). Every row is then counted, but only the typed columns are read, so
-//! a 37,099-row sheet costs one pass over a few columns.
+//! values (≤ 200 cells); when they disagree the values decide (a `顧客名` column of
+//! `株式会社…` is an organisation column, not a name column). Every row is then counted, but
+//! only the typed columns are read, so a 37,099-row sheet costs one pass over a few columns.
 
 use std::collections::{BTreeSet, HashSet};
 
 use super::entities::{self, NameShape, PhoneKind};
 use super::lexicon::{Class, classify_header};
-use super::normalize::normalize;
+use super::normalize::{header_key, normalize};
 
-/// Rows scanned for a header (titles and blank rows above the header are normal).
-const HEADER_SCAN_ROWS: usize = 20;
+/// Non-empty rows scanned for a header. Titles, notes and instructions above the header are
+/// normal in Japanese workbooks and can run to a few dozen lines, so the window is wide; its
+/// cost does not grow with the sheet (at most this many rows, and [`HEADER_SCAN_CELLS`]).
+const HEADER_SCAN_ROWS: usize = 100;
+/// Non-empty cells classified while looking for the header (bounds very wide sheets).
+const HEADER_SCAN_CELLS: usize = 20_000;
 /// Cells sampled per column to type it by value.
 const SAMPLE: usize = 200;
 /// Share of sampled cells that must have a shape for the column to take it.
@@ -61,26 +66,52 @@ fn row_is_empty(row: &[String]) -> bool {
     row.iter().all(|c| c.trim().is_empty())
 }
 
-/// The header row: the first rows' best match of the lexicon (≥ 2 classes).
+/// The header row: among the first [`HEADER_SCAN_ROWS`] non-empty rows, the one matching the
+/// most lexicon classes (≥ 2; the earliest on a tie), preferring a row that has rows under it
+/// (a legend or footer row after the table is not its header). A preamble line that happens
+/// to hold two header words (`担当 | 山田 | TEL | 03-…`) loses to the real header below it.
 fn find_header(rows: &[Vec<String>]) -> Option<(usize, Vec<Option<Class>>)> {
-    let mut best: Option<(usize, usize, Vec<Option<Class>>)> = None;
-    for (i, row) in rows
+    // (row, distinct classes, classes), for rows with data under them and for any row.
+    type Candidate = (usize, usize, Vec<Option<Class>>);
+    let mut with_data: Option<Candidate> = None;
+    let mut any: Option<Candidate> = None;
+    let mut cells = 0usize;
+    let mut scanned = rows
         .iter()
         .enumerate()
         .filter(|(_, r)| !row_is_empty(r))
         .take(HEADER_SCAN_ROWS)
-    {
-        let classes: Vec<Option<Class>> = row
+        .peekable();
+    while let Some((i, row)) = scanned.next() {
+        if cells >= HEADER_SCAN_CELLS {
+            break;
+        }
+        let row = &row[..row.len().min(MAX_COLUMNS)];
+        cells += row.iter().filter(|c| !c.trim().is_empty()).count();
+        let classes: Vec<Option<Class>> = row.iter().map(|c| classify_header(c)).collect();
+        let distinct = classes
             .iter()
-            .take(MAX_COLUMNS)
-            .map(|c| classify_header(c))
-            .collect();
-        let distinct: BTreeSet<Class> = classes.iter().flatten().copied().collect();
-        if distinct.len() >= 2 && best.as_ref().is_none_or(|(_, n, _)| distinct.len() > *n) {
-            best = Some((i, distinct.len(), classes));
+            .flatten()
+            .copied()
+            .collect::<BTreeSet<Class>>()
+            .len();
+        if distinct < 2 {
+            continue;
+        }
+        // Rows under it: another scanned row follows, or (past the window) any non-empty row.
+        let has_data = scanned.peek().is_some()
+            || rows
+                .get(i + 1..)
+                .is_some_and(|rest| rest.iter().any(|r| !row_is_empty(r)));
+        let better = |best: &Option<Candidate>| best.as_ref().is_none_or(|(_, n, _)| distinct > *n);
+        if has_data && better(&with_data) {
+            with_data = Some((i, distinct, classes.clone()));
+        }
+        if better(&any) {
+            any = Some((i, distinct, classes));
         }
     }
-    best.map(|(i, _, c)| (i, c))
+    with_data.or(any).map(|(i, _, c)| (i, c))
 }
 
 /// What a value's shape says it is.
@@ -97,6 +128,8 @@ enum Shape {
     Prefecture,
     Address,
     Kana,
+    /// `株式会社…`, `…(株)`, `Acme Co., Ltd.`, `東都大学`: an organisation, not a person.
+    Organisation,
     Name,
     NameLoose,
     Code,
@@ -144,6 +177,10 @@ fn shape(v: &str, this_year: i32) -> Option<Shape> {
     if entities::is_address(v) {
         return Some(Shape::Address);
     }
+    // Before names: `佐藤歯科医院` and `田中商店` start with a dictionary surname.
+    if entities::is_organisation_name(v) {
+        return Some(Shape::Organisation);
+    }
     if entities::is_kana_full_name(v) {
         return Some(Shape::Kana);
     }
@@ -155,14 +192,35 @@ fn shape(v: &str, this_year: i32) -> Option<Shape> {
     entities::is_code(v).then_some(Shape::Code)
 }
 
-/// Samples a column and returns its dominant shape, the number of distinct values sampled,
-/// the non-empty cells sampled, and the distinct birth years seen.
-fn profile(
-    rows: &[Vec<String>],
-    data: &[usize],
-    c: usize,
-    this_year: i32,
-) -> (Option<Shape>, usize, usize, usize) {
+/// What a sample of a column's values says.
+#[derive(Debug, Clone, Copy, Default)]
+struct Profile {
+    /// The dominant shape (≥ [`SHARE`] of the non-empty cells sampled).
+    shape: Option<Shape>,
+    /// Distinct values sampled.
+    distinct: usize,
+    /// Non-empty cells sampled.
+    seen: usize,
+    /// Distinct birth years seen.
+    birth_years: usize,
+    /// Cells shaped like an organisation's name.
+    organisations: usize,
+    /// Cells shaped like a person's name or its reading (dictionary, loose or kana).
+    people: usize,
+}
+
+impl Profile {
+    /// The values of a name-headed column are organisations, not people: most of them are
+    /// organisation names, or a fair share are and hardly any looks like a person's name
+    /// (`顧客名` over `株式会社…`, `…(株)`, `Acme Inc.`, `東都大学`, `佐藤歯科医院`).
+    fn names_organisations(&self) -> bool {
+        let (org, people, seen) = (self.organisations, self.people, self.seen);
+        org >= 2 && (2 * org > seen || (5 * org >= seen && 5 * people < seen))
+    }
+}
+
+/// Samples a column (≤ [`SAMPLE`] cells spread over the data rows).
+fn profile(rows: &[Vec<String>], data: &[usize], c: usize, this_year: i32) -> Profile {
     let step = (data.len() / SAMPLE).max(1);
     let mut counts: std::collections::HashMap<Shape, usize> = Default::default();
     let mut distinct = HashSet::new();
@@ -185,9 +243,10 @@ fn profile(
             }
         }
     }
+    let count = |s: Shape| counts.get(&s).copied().unwrap_or(0);
     // Names count loose-shaped values too when most are dictionary names.
-    let names = counts.get(&Shape::Name).copied().unwrap_or(0);
-    let loose = counts.get(&Shape::NameLoose).copied().unwrap_or(0);
+    let names = count(Shape::Name);
+    let loose = count(Shape::NameLoose);
     let best = counts
         .iter()
         .filter(|(s, _)| **s != Shape::NameLoose)
@@ -199,7 +258,14 @@ fn profile(
         Some(Shape::Name) if (names as f64) < 0.3 * seen as f64 => None,
         other => other,
     };
-    (best, distinct.len(), seen, years.len())
+    Profile {
+        shape: best,
+        distinct: distinct.len(),
+        seen,
+        birth_years: years.len(),
+        organisations: count(Shape::Organisation),
+        people: names + loose + count(Shape::Kana),
+    }
 }
 
 /// Combines the header word and the value shape into the column's class.
@@ -224,6 +290,7 @@ fn column_class(header: Option<Class>, shape: Option<Shape>, birth_years: usize)
             Shape::Address => Some(Class::Address),
             Shape::Kana => Some(Class::Kana),
             Shape::Name => Some(Class::Name),
+            Shape::Organisation => Some(Class::Organisation),
             Shape::Card => Some(Class::Finance),
             _ => None,
         },
@@ -250,23 +317,32 @@ pub fn analyze(rows: &[Vec<String>], ctx: &Ctx) -> TableAnalysis {
         .unwrap_or(0)
         .min(MAX_COLUMNS);
     let mut classes: Vec<Option<Class>> = Vec::with_capacity(width);
+    let mut profiles: Vec<Profile> = Vec::with_capacity(width);
     let mut mobile_cols = HashSet::new();
     for c in 0..width {
         let h = header
             .as_ref()
             .and_then(|(_, hs)| hs.get(c).copied().flatten());
-        let (s, distinct, seen, years) = profile(rows, &data, c, ctx.this_year);
-        let mut class = column_class(h, s, years);
+        let p = profile(rows, &data, c, ctx.this_year);
+        let mut class = column_class(h, p.shape, p.birth_years);
+        // The header says name, the values say organisation: a customer list of companies
+        // (顧客名 / Name / Customer over 株式会社…, …(株), Acme Inc., 東都大学). Values
+        // resolve the disagreement (§4.3.3); organisations are not personal.
+        if matches!(class, Some(Class::Name | Class::Kana)) && p.names_organisations() {
+            class = Some(Class::Organisation);
+        }
         // A name column that repeats a handful of names is the staff in charge, not the people
         // the table is about (sales sheets: 担当者 over 500 rows).
-        if class == Some(Class::Name) && seen > 10 && distinct <= 5 {
+        if class == Some(Class::Name) && p.seen > 10 && p.distinct <= 5 {
             class = Some(Class::Staff);
         }
-        if s == Some(Shape::Mobile) {
+        if p.shape == Some(Shape::Mobile) {
             mobile_cols.insert(c);
         }
         classes.push(class);
+        profiles.push(p);
     }
+    organisation_rows(rows, header.as_ref(), &profiles, &mut classes);
     let has = |k: Class| classes.contains(&Some(k));
     let named = has(Class::Name) || has(Class::Kana);
     // Identifier columns, strongest first.
@@ -344,10 +420,91 @@ pub fn analyze(rows: &[Vec<String>], ctx: &Ctx) -> TableAnalysis {
     out
 }
 
+/// Tables whose rows are organisations (a column of organisation names, no column of person
+/// names): the one reading column reads the organisations' names, and a representative or
+/// person-in-charge column makes a record only next to that person's private attributes.
+///
+/// DETECTION.md §3 marks `会社名`, `所在地` and `担当者` as ambiguous alone and §4.3.4 makes a
+/// landline + address without a person a business contact, but it does not settle a supplier
+/// list with `会社名, 代表者名, 所在地, 代表電話`. Our reading: a company's representative
+/// is published business information (commercial register, company profile), so such a list
+/// is business data, as is a customer list with `担当者` — unless its rows also carry that
+/// person's private attributes (birth date, age, gender, a government id, a home address or
+/// phone), which no company list needs: then the representative is the subject of the row
+/// and the column counts as a person-name column. A birth date counts here only under a
+/// birth-date header: dates typed as birth dates by their spread alone are, next to company
+/// names, founding dates (設立年月日). A personal mobile column needs no such rule: it is an
+/// identifier by itself (§4.3.4).
+fn organisation_rows(
+    rows: &[Vec<String>],
+    header: Option<&(usize, Vec<Option<Class>>)>,
+    profiles: &[Profile],
+    classes: &mut [Option<Class>],
+) {
+    let has = |classes: &[Option<Class>], k: Class| classes.contains(&Some(k));
+    if !has(classes, Class::Organisation) || has(classes, Class::Name) {
+        return;
+    }
+    // `顧客名 | フリガナ` over companies: one reading column that is not mostly two-word
+    // person readings (`ヤマダ タロウ`) reads the organisation. Two (セイ, メイ) are a person's.
+    let kana: Vec<usize> = (0..classes.len())
+        .filter(|&c| classes[c] == Some(Class::Kana))
+        .collect();
+    if let [c] = kana[..]
+        && profiles
+            .get(c)
+            .is_some_and(|p| p.shape != Some(Shape::Kana))
+    {
+        classes[c] = Some(Class::Organisation);
+    }
+    if has(classes, Class::Kana) {
+        return;
+    }
+    let header_class = |c: usize| header.and_then(|(_, hs)| hs.get(c).copied().flatten());
+    let private_header = |c: usize| {
+        header.is_some_and(|(h, _)| {
+            let key = header_key(cell(rows, *h, c));
+            [
+                "自宅",
+                "現住所",
+                "個人",
+                "私用",
+                "home",
+                "private",
+                "personal",
+            ]
+            .iter()
+            .any(|w| key.contains(w))
+        })
+    };
+    let private = (0..classes.len()).any(|c| match classes[c] {
+        Some(Class::Dob) => header_class(c) == Some(Class::Dob),
+        Some(Class::Age | Class::Gender | Class::MyNumber | Class::GovId) => true,
+        Some(k) => k.is_personal_attribute() && private_header(c),
+        None => false,
+    });
+    if !private {
+        return;
+    }
+    for (c, class) in classes.iter_mut().enumerate() {
+        let handful = profiles
+            .get(c)
+            .is_some_and(|p| p.seen > 10 && p.distinct <= 5);
+        if *class == Some(Class::Staff) && !handful {
+            *class = Some(Class::Name);
+        }
+    }
+}
+
 fn identifier_present(v: &str, class: Option<Class>) -> bool {
     match class {
         _ if v.is_empty() => false,
-        Some(Class::Email) => v.contains('@'),
+        // A role address (info@, sales@) is an organisation's, not a person's (§4.2); other
+        // cells with an `@` (`Name <addr>`, two addresses) count as before.
+        Some(Class::Email) => match entities::cell_email(&normalize(v)) {
+            Some(e) => !entities::is_role_address(&e),
+            None => v.contains('@'),
+        },
         Some(Class::Phone) => entities::cell_phone(&normalize(v)) == Some(PhoneKind::Mobile),
         Some(Class::MyNumber) => entities::cell_my_number(&normalize(v)),
         _ => true,
@@ -546,5 +703,304 @@ mod tests {
         let a = analyze(&rows, &ctx());
         assert_eq!(a.credential_pairs, 2);
         assert_eq!(a.records, 2);
+    }
+
+    /// R1's hold threshold (DETECTION.md §4.6): ≥ 10 distinct records.
+    const HOLD: usize = 10;
+
+    fn owned(row: &[&str]) -> Vec<String> {
+        row.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// 20 Japanese organisations in the usual written forms.
+    fn companies_ja() -> Vec<String> {
+        let stems = ["ひかり", "東邦", "大和", "みなと", "青葉"];
+        (0..20)
+            .map(|i| {
+                let s = stems[i % 5];
+                match i % 10 {
+                    0 => format!("株式会社{s}デンキ"),
+                    1 => format!("{s}精工株式会社"),
+                    2 => format!("{s}物流（株）"),
+                    3 => format!("有限会社{s}"),
+                    4 => format!("合同会社{s}ラボ"),
+                    5 => format!("㈱{s}フーズ"),
+                    6 => format!("一般社団法人{s}協会"),
+                    7 => format!("{s}総合病院"),
+                    8 => format!("{s}会計事務所"),
+                    _ => format!("学校法人{s}学園"),
+                }
+            })
+            .collect()
+    }
+
+    /// 20 English organisation names.
+    fn companies_en() -> Vec<String> {
+        let stems = ["Acme", "Globex", "Initech", "Umbrella", "Northwind"];
+        let forms = [
+            "Co., Ltd.",
+            "Inc.",
+            "K.K.",
+            "Corporation",
+            "LLC",
+            "GmbH",
+            "Holdings",
+            "Trading Co.",
+        ];
+        (0..20)
+            .map(|i| format!("{} {}", stems[i % 5], forms[i % 8]))
+            .collect()
+    }
+
+    /// `顧客名` (or `Customer`) over the given names, with the organisation's landline, address
+    /// and a role address: what a customer list of companies carries.
+    fn customer_list(header: [&str; 4], names: &[String]) -> Vec<Vec<String>> {
+        let mut rows = vec![owned(&header)];
+        for (i, n) in names.iter().enumerate() {
+            rows.push(vec![
+                n.clone(),
+                format!("03-5321-{:04}", 1000 + i),
+                format!("東京都新宿区西新宿{}-{}-1", 1 + i % 8, 1 + i),
+                format!("info@client{i}.example.co.jp"),
+            ]);
+        }
+        rows
+    }
+
+    fn people_ja(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{} {}", SURNAMES[i % 12], GIVEN[(i / 12 + i) % 6]))
+            .collect()
+    }
+
+    const FIRST: [&str; 10] = [
+        "Emily", "James", "Sarah", "David", "Laura", "Kevin", "Grace", "Brian", "Megan", "Paul",
+    ];
+    const LAST: [&str; 4] = ["Clark", "Smith", "Jones", "Brown"];
+
+    fn people_en(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{} {}", FIRST[i % 10], LAST[(i / 10 + i) % 4]))
+            .collect()
+    }
+
+    /// Audit A: a name-headed column of organisation names is not a people column.
+    #[test]
+    fn customer_list_of_companies_is_business_data() {
+        for header in [
+            ["顧客名", "電話番号", "住所", "メールアドレス"],
+            ["取引先名", "電話番号", "住所", "メールアドレス"],
+        ] {
+            let a = analyze(&customer_list(header, &companies_ja()), &ctx());
+            assert_eq!(a.records, 0, "{header:?}: {a:?}");
+            assert!(!a.columns.contains(&Class::Name), "{:?}", a.columns);
+        }
+        for header in [
+            ["Customer", "Phone", "Address", "Email"],
+            ["Name", "Phone", "Address", "Email"],
+        ] {
+            let a = analyze(&customer_list(header, &companies_en()), &ctx());
+            assert_eq!(a.records, 0, "{header:?}: {a:?}");
+        }
+        // A reading column next to company names reads the companies.
+        let mut rows = t(&[&["顧客名", "フリガナ", "電話番号", "住所"]]);
+        for (i, n) in companies_ja().into_iter().enumerate() {
+            rows.push(vec![
+                n,
+                format!("サンプルショウジ{}", ["", "ヒガシ", "ニシ", "キタ"][i % 4]),
+                format!("03-5321-{:04}", 2000 + i),
+                format!("大阪府大阪市北区梅田{}-1-1", 1 + i),
+            ]);
+        }
+        assert_eq!(analyze(&rows, &ctx()).records, 0);
+    }
+
+    /// The same lists with people in the name column are held.
+    #[test]
+    fn customer_list_of_people_is_held() {
+        let a = analyze(
+            &customer_list(
+                ["顧客名", "電話番号", "住所", "メールアドレス"],
+                &people_ja(20),
+            ),
+            &ctx(),
+        );
+        assert_eq!(a.records, 20);
+        assert!(a.records >= HOLD && a.columns.contains(&Class::Name));
+        let a = analyze(
+            &customer_list(["Customer", "Phone", "Address", "Email"], &people_en(20)),
+            &ctx(),
+        );
+        assert_eq!(a.records, 20);
+        // One person with an affiliation in brackets is still a person.
+        let mut names = people_ja(20);
+        for (i, n) in names.iter_mut().enumerate().filter(|(i, _)| i % 2 == 0) {
+            *n = format!("{n}（株式会社サンプル{i}）");
+        }
+        let a = analyze(
+            &customer_list(["氏名", "電話番号", "住所", "メール"], &names),
+            &ctx(),
+        );
+        assert_eq!(a.records, 20);
+    }
+
+    /// A supplier list whose only person column is the representative is business data; the
+    /// representative's private attributes (birth date, gender) make it personal data.
+    #[test]
+    fn supplier_list_with_representatives() {
+        let reps = people_ja(20);
+        let list = |extra: &[&str]| {
+            let mut header = vec!["会社名", "代表者名", "所在地", "代表電話"];
+            header.extend_from_slice(extra);
+            let mut rows = vec![owned(&header)];
+            for (i, (co, rep)) in companies_ja().into_iter().zip(&reps).enumerate() {
+                let mut row = vec![
+                    co,
+                    rep.clone(),
+                    format!("愛知県名古屋市中区栄{}-{}-2", 1 + i % 5, 1 + i),
+                    format!("052-201-{:04}", 3000 + i),
+                ];
+                for e in extra {
+                    row.push(match *e {
+                        "生年月日" => format!("19{}-0{}-1{}", 50 + i, 1 + i % 9, i % 10),
+                        "性別" => ["男", "女"][i % 2].to_string(),
+                        "設立年月日" => format!("19{}-{:02}-01", 50 + i, 1 + i % 12),
+                        _ => format!("{}", 1950 + i),
+                    });
+                }
+                rows.push(row);
+            }
+            rows
+        };
+        let a = analyze(&list(&[]), &ctx());
+        assert_eq!(a.records, 0, "{a:?}");
+        // Founding dates spread like birth dates, but no header says birth date.
+        let a = analyze(&list(&["設立年", "設立年月日"]), &ctx());
+        assert_eq!(a.records, 0, "{a:?}");
+        let a = analyze(&list(&["生年月日", "性別"]), &ctx());
+        assert_eq!(a.records, 20, "{a:?}");
+        // English: a contact person next to companies, landline and address.
+        let mut rows = t(&[&["Company", "Contact Person", "Phone", "Address"]]);
+        for (i, (co, p)) in companies_en().into_iter().zip(people_en(20)).enumerate() {
+            rows.push(vec![
+                co,
+                p,
+                format!("03-6400-{:04}", i),
+                format!("東京都港区芝{}-1-1", 1 + i),
+            ]);
+        }
+        assert_eq!(analyze(&rows, &ctx()).records, 0);
+    }
+
+    /// A preamble of 22 lines (title, notes, instructions, blank lines, a contact line that
+    /// holds two header words) above the header.
+    fn preamble(lines: &[&str], contact: &[&str]) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            rows.push(owned(&[l]));
+            if i % 5 == 4 {
+                rows.push(Vec::new());
+            }
+        }
+        rows.push(owned(contact));
+        rows
+    }
+
+    /// Audit B: a 30-row member table under a 22-line preamble. The preamble sits in the name
+    /// column, so without the header the names are too few of that column's cells (30 of 53)
+    /// to type it by value, and no column (e-mail, mobile) identifies a person by itself.
+    #[test]
+    fn member_table_below_a_long_preamble_is_held() {
+        let notes: Vec<String> = (1..=20)
+            .map(|i| format!("{i}. 記入上の注意：会員情報の取扱いは社内規程第{i}条に従うこと"))
+            .collect();
+        let mut lines: Vec<&str> = vec!["会員名簿（2025年3月末時点）"];
+        lines.extend(notes.iter().map(String::as_str));
+        let mut rows = preamble(&lines, &["担当", "総務部", "TEL", "03-1234-5678"]);
+        assert_eq!(rows.iter().filter(|r| !row_is_empty(r)).count(), 22);
+        let header_at = rows.len();
+        rows.push(owned(&["氏名", "会員番号", "生年月日", "性別", "都道府県"]));
+        for (i, n) in people_ja(30).into_iter().enumerate() {
+            rows.push(vec![
+                n,
+                format!("M{:05}", i),
+                format!("19{}-{:02}-{:02}", 60 + i, 1 + i % 12, 1 + i % 28),
+                ["男", "女"][i % 2].into(),
+                ["東京都", "大阪府", "北海道"][i % 3].into(),
+            ]);
+        }
+        let a = analyze(&rows, &ctx());
+        assert_eq!(a.header_row, Some(header_at));
+        assert_eq!(a.records, 30);
+        assert!(a.records >= HOLD);
+
+        let lines_en: Vec<String> = std::iter::once("Member register (as of March 2025)".into())
+            .chain((1..=20).map(|i| format!("Note {i}: handle member data under policy {i}.")))
+            .collect();
+        let lines_en: Vec<&str> = lines_en.iter().map(String::as_str).collect();
+        let mut rows = preamble(&lines_en, &["Owner", "HR", "Tel", "03-1234-5678"]);
+        assert_eq!(rows.iter().filter(|r| !row_is_empty(r)).count(), 22);
+        let header_at = rows.len();
+        rows.push(owned(&[
+            "Name",
+            "Member ID",
+            "Date of Birth",
+            "Gender",
+            "Prefecture",
+        ]));
+        for (i, n) in people_en(30).into_iter().enumerate() {
+            rows.push(vec![
+                n,
+                format!("M{:05}", i),
+                format!("19{}-{:02}-{:02}", 60 + i, 1 + i % 12, 1 + i % 28),
+                ["male", "female"][i % 2].into(),
+                ["Tokyo", "Osaka", "Hokkaido"][i % 3].into(),
+            ]);
+        }
+        let a = analyze(&rows, &ctx());
+        assert_eq!(a.header_row, Some(header_at));
+        assert_eq!(a.records, 30);
+    }
+
+    /// The shipped corner case: name, birth date, gender, prefecture and member number
+    /// columns and nothing else (incident 3 without contact details) stays held.
+    #[test]
+    fn name_dob_gender_prefecture_member_no_only_is_held() {
+        let mut rows = t(&[&["氏名", "生年月日", "性別", "都道府県", "会員番号"]]);
+        let mut en = t(&[&["Name", "Date of Birth", "Gender", "Prefecture", "Member ID"]]);
+        for (i, (ja, e)) in people_ja(40).into_iter().zip(people_en(40)).enumerate() {
+            let dob = format!("19{}-{:02}-{:02}", 55 + i, 1 + i % 12, 1 + i % 28);
+            let pref = ["東京都", "大阪府", "北海道", "福岡県"][i % 4].to_string();
+            let no = format!("{:07}", 100 + i);
+            rows.push(vec![
+                ja,
+                dob.clone(),
+                ["男", "女"][i % 2].into(),
+                pref.clone(),
+                no.clone(),
+            ]);
+            en.push(vec![e, dob, ["male", "female"][i % 2].into(), pref, no]);
+        }
+        for t in [rows, en] {
+            let a = analyze(&t, &ctx());
+            assert!(a.records >= HOLD, "{a:?}");
+            assert_eq!(a.records, 40);
+        }
+    }
+
+    /// A header past the window is not looked for: the scan stays bounded on huge sheets.
+    #[test]
+    fn header_scan_is_bounded() {
+        let mut rows: Vec<Vec<String>> = (0..HEADER_SCAN_ROWS)
+            .map(|i| vec![format!("{i}"), "x".into()])
+            .collect();
+        rows.push(owned(&["氏名", "生年月日"]));
+        rows.push(owned(&["山田 太郎", "1980-01-01"]));
+        assert_eq!(analyze(&rows, &ctx()).header_row, None);
+        rows.remove(0);
+        assert_eq!(
+            analyze(&rows, &ctx()).header_row,
+            Some(HEADER_SCAN_ROWS - 1)
+        );
     }
 }
