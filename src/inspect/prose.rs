@@ -10,6 +10,8 @@
 //!   差出人/送信日時/宛先/件名 blocks, `-----Original Message-----`, `On … wrote:`,
 //!   `2024年1月1日(月) 10:00 山田太郎 <a@b>:`. A signature names one person and holds contact
 //!   data only, so a data list inside quoted or forwarded text still counts.
+//! - **My Number**: a valid number counts only when its own label stands right before it, on
+//!   the line above, or over its table column — not when マイナンバー is merely nearby.
 //! - Lines with a consistent separator (tabs, commas, `|`) over ≥ 3 lines are handed back as
 //!   tables.
 
@@ -32,7 +34,8 @@ pub struct ProseAnalysis {
     pub emails: Vec<String>,
     /// Login-id / password pairs.
     pub credential_pairs: usize,
-    /// Valid My Numbers next to マイナンバー / 個人番号 / My Number.
+    /// Valid My Numbers labelled マイナンバー / 個人番号 / My Number (the label belongs to
+    /// the number).
     pub my_numbers: usize,
     /// Delimited blocks found in the text, to be analysed as tables.
     pub tables: Vec<Vec<Vec<String>>>,
@@ -41,26 +44,6 @@ pub struct ProseAnalysis {
     pub identifiers: BTreeSet<String>,
 }
 
-const MY_NUMBER_WORDS: &[&str] = &[
-    "マイナンバー",
-    "個人番号",
-    "my number",
-    "mynumber",
-    "通知カード",
-];
-const NOT_MY_NUMBER_WORDS: &[&str] = &[
-    "注文",
-    "伝票",
-    "問合せ",
-    "問い合わせ",
-    "管理番号",
-    "受付",
-    "会員番号",
-    "追跡",
-    "お届け",
-    "order",
-    "tracking",
-];
 const BUSINESS_MARKERS: &[&str] = &[
     "株式会社",
     "有限会社",
@@ -694,43 +677,335 @@ fn split_labels(line: &str) -> Vec<&str> {
     parts
 }
 
-fn my_numbers_with_context(text: &str) -> usize {
+/// Valid My Numbers whose label belongs to them (DETECTION.md §4.2, R2): a bare 12-digit
+/// number passes the check digit one time in ten, and a message that mentions マイナンバー
+/// may well carry ticket, order or account numbers. A number counts when
+///
+/// - its own label stands right before it on the line (`マイナンバー: 1234 5678 9012`,
+///   `個人番号 123456789012`, `My Number (Individual Number): …`, `私のマイナンバーは …`);
+/// - or it stands alone under a label line (`個人番号:` then the number on the next line);
+/// - or it sits in the My Number column of a table (a header line above it in the same
+///   block: tab/comma/`|` cells, or space-aligned columns matched by display position).
+///
+/// A number right after another label (`チケット番号`, `注文番号`, `会員番号`, `order no.`)
+/// never counts, whatever the text around it says.
+fn my_numbers_with_context(text: &str, late: &dyn Fn() -> bool) -> Option<usize> {
+    // Most texts have no 12-digit number at all.
+    if text.bytes().filter(u8::is_ascii_digit).count() < 12 {
+        return Some(0);
+    }
+    let lines: Vec<&str> = text.lines().collect();
     let mut found = HashSet::new();
-    for t in entities::numeric_tokens(text) {
-        if t.digits.len() != 12
-            || !(t.groups == [12] || t.groups == [4, 4, 4])
-            || !entities::my_number_ok(&t.digits)
-        {
+    // The header line of the table the current line belongs to (reset by a blank line).
+    let mut table: Option<TableHeader> = None;
+    for (i, line) in lines.iter().enumerate() {
+        if i % 1024 == 1023 && late() {
+            return None;
+        }
+        if line.trim().is_empty() {
+            table = None;
             continue;
         }
-        let before_start = text[..t.start]
-            .char_indices()
-            .rev()
-            .nth(59)
-            .map(|(i, _)| i)
-            .unwrap_or(0);
-        let after_end = text[t.end..]
-            .char_indices()
-            .nth(30)
-            .map(|(i, _)| t.end + i)
-            .unwrap_or(text.len());
-        let window = text[before_start..after_end].to_lowercase();
-        let near = text[before_start..t.start].to_lowercase();
-        let near_label: String = near
-            .chars()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        if MY_NUMBER_WORDS.iter().any(|w| window.contains(w))
-            && !NOT_MY_NUMBER_WORDS.iter().any(|w| near_label.contains(w))
-        {
-            found.insert(t.digits);
+        let digits = line.bytes().filter(u8::is_ascii_digit).count();
+        if digits < 12 {
+            if let Some(h) = my_number_header(line) {
+                table = Some(h);
+            }
+            continue;
+        }
+        for t in entities::numeric_tokens(line) {
+            if t.digits.len() != 12
+                || !(t.groups == [12] || t.groups == [4, 4, 4])
+                || !entities::my_number_ok(&t.digits)
+                || found.contains(&t.digits)
+            {
+                continue;
+            }
+            let prefix = line[..t.start].to_lowercase();
+            let owned = label_owns_number(&prefix)
+                || (!other_label_before(&prefix)
+                    && (label_line_above(&lines, i, &prefix)
+                        || table
+                            .as_ref()
+                            .is_some_and(|h| h.my_number_at(line, t.start))));
+            if owned {
+                found.insert(t.digits);
+            }
         }
     }
-    found.len()
+    Some(found.len())
+}
+
+/// Labels of a My Number (lower case, after NFKC).
+const MY_NUMBER_LABELS: &[&str] = &[
+    "マイナンバー",
+    "個人番号",
+    "my number",
+    "mynumber",
+    "my no.",
+    "my no",
+    "individual number",
+    "通知カード",
+];
+/// One automaton for the labels (ASCII case-insensitive): most lines have none.
+static MY_NUMBER_LABEL: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(MY_NUMBER_LABELS)
+            .ok()
+    });
+/// Words of other numbers' labels: a qualifier naming one of these is not about a My Number.
+const OTHER_NUMBER_WORDS: &[&str] = &[
+    "チケット",
+    "注文",
+    "伝票",
+    "会員",
+    "口座",
+    "管理",
+    "受付",
+    "問合せ",
+    "問い合わせ",
+    "追跡",
+    "お届け",
+    "社員",
+    "顧客",
+    "登録",
+    "法人",
+    "予約",
+    "申込",
+    "整理",
+    "受験",
+    "保険",
+    "年金",
+    "電話",
+    "order",
+    "ticket",
+    "tracking",
+    "invoice",
+    "account",
+    "member",
+    "customer",
+    "booking",
+    "reservation",
+    "employee",
+    "phone",
+];
+/// What may stand between a label and its value.
+const LABEL_SEPARATORS: &[char] = &[
+    ' ', '\t', ':', '=', '-', '|', '#', '、', ',', '・', '「', '[', '【', '】', ']', '(', '→',
+];
+/// Words that may follow a label before its value (`マイナンバーカード番号`, `個人番号は`,
+/// `my number is`).
+const LABEL_TAILS: &[&str] = &[
+    "番号",
+    "カード",
+    "number",
+    "no.",
+    "no",
+    "は",
+    "が",
+    "です",
+    "is",
+];
+
+/// Whether `prefix` (lower case, the line before a number) ends with a My Number label and
+/// only separators, label tails and short qualifiers (`(本人)`) after it.
+fn label_owns_number(prefix: &str) -> bool {
+    let mut rest = prefix;
+    for _ in 0..8 {
+        rest = rest.trim_end_matches(LABEL_SEPARATORS);
+        if MY_NUMBER_LABELS.iter().any(|l| rest.ends_with(l)) {
+            return true;
+        }
+        if let Some(r) = LABEL_TAILS.iter().find_map(|t| rest.strip_suffix(t)) {
+            rest = r;
+            continue;
+        }
+        // A parenthesised qualifier: a label itself (`(個人番号)`), or a short aside that
+        // names no other number (`(本人)`, `(spouse)`).
+        if let Some(inner_end) = rest.strip_suffix(')')
+            && let Some(open) = inner_end.rfind('(')
+        {
+            let inner = &inner_end[open + 1..];
+            if OTHER_NUMBER_WORDS.iter().any(|w| inner.contains(w)) {
+                return false;
+            }
+            if label_owns_number(inner) {
+                return true;
+            }
+            if inner.chars().count() > 16 {
+                return false;
+            }
+            rest = &inner_end[..open];
+            continue;
+        }
+        return false;
+    }
+    false
+}
+
+/// Whether `prefix` (lower case) ends with the label of some other number
+/// (`チケット番号:`, `order no.`, `会員ID`, `#`).
+fn other_label_before(prefix: &str) -> bool {
+    let rest = prefix.trim_end_matches(|c: char| c.is_whitespace() || ":=|、,([【】]".contains(c));
+    [
+        "番号",
+        "ナンバー",
+        "number",
+        "no.",
+        "no",
+        "id",
+        "コード",
+        "code",
+        "#",
+    ]
+    .iter()
+    .any(|w| rest.ends_with(w))
+        || OTHER_NUMBER_WORDS.iter().any(|w| rest.ends_with(w))
+}
+
+/// `個人番号:` (or `■マイナンバー`) alone on the line right above a line that starts with
+/// the number.
+fn label_line_above(lines: &[&str], i: usize, prefix: &str) -> bool {
+    if !strip_marker(prefix.trim_matches(LABEL_SEPARATORS)).is_empty() || i == 0 {
+        return false;
+    }
+    let above = strip_marker(lines[i - 1].trim()).to_lowercase();
+    !above.is_empty()
+        && above.chars().count() <= 24
+        && !above.bytes().any(|b| b.is_ascii_digit())
+        && label_owns_number(&above)
+}
+
+/// Cells of a table line: by tab, `|` or comma when the line has them, else by runs of
+/// two or more spaces, else by single spaces. Each cell with its byte offset.
+fn table_cells(line: &str) -> (Option<char>, Vec<(usize, &str)>) {
+    let split_by = |sep: char| -> Vec<(usize, &str)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for part in line.split(sep) {
+            out.push((at, part));
+            at += part.len() + sep.len_utf8();
+        }
+        out
+    };
+    for sep in ['\t', '|', ','] {
+        if line.contains(sep) {
+            return (Some(sep), split_by(sep));
+        }
+    }
+    let mut wide = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut spaces = 0;
+    for (at, c) in line.char_indices() {
+        if c == ' ' {
+            spaces += 1;
+            continue;
+        }
+        match start {
+            None => start = Some(at),
+            Some(s) if spaces >= 2 => {
+                wide.push((s, line[s..at].trim_end()));
+                start = Some(at);
+            }
+            _ => {}
+        }
+        spaces = 0;
+    }
+    if let Some(s) = start {
+        wide.push((s, line[s..].trim_end()));
+    }
+    if wide.len() >= 2 {
+        return (None, wide);
+    }
+    let mut single = Vec::new();
+    let mut at = 0;
+    for part in line.split(' ') {
+        if !part.is_empty() {
+            single.push((at, part));
+        }
+        at += part.len() + 1;
+    }
+    (None, single)
+}
+
+/// Display width of `s` in a fixed-width font: CJK and full-width characters take two
+/// columns.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if (c as u32) >= 0x1100 && !('\u{FF61}'..='\u{FF9F}').contains(&c) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// The header line of a table with a My Number column: its cells and their classes.
+struct TableHeader {
+    line: String,
+    sep: Option<char>,
+    /// Byte offset of each cell in `line`.
+    offsets: Vec<usize>,
+    classes: Vec<Option<Class>>,
+}
+
+/// A table header with a My Number column: at least two known column names, at least half
+/// of its cells known, one of them a My Number label (`個人番号`, `My Number`, not a sentence
+/// that mentions one), no numbers (a `(12桁)` note at most) and no sentence end.
+fn my_number_header(line: &str) -> Option<TableHeader> {
+    if !MY_NUMBER_LABEL.as_ref().is_some_and(|ac| ac.is_match(line))
+        || line.contains('。')
+        || entities::numeric_tokens(line)
+            .iter()
+            .any(|t| t.digits.len() >= 4)
+    {
+        return None;
+    }
+    let line = line.trim_end();
+    let (sep, cells) = table_cells(line);
+    let classes: Vec<Option<Class>> = cells
+        .iter()
+        .map(|(_, c)| match classify_header(c) {
+            Some(Class::MyNumber) if !label_owns_number(&c.trim().to_lowercase()) => None,
+            class => class,
+        })
+        .collect();
+    let known = classes.iter().flatten().count();
+    if known < 2 || known * 2 < cells.len() || !classes.contains(&Some(Class::MyNumber)) {
+        return None;
+    }
+    Some(TableHeader {
+        line: line.to_string(),
+        sep,
+        offsets: cells.iter().map(|(o, _)| *o).collect(),
+        classes,
+    })
+}
+
+impl TableHeader {
+    /// Whether a number at byte `at` of a row sits in the My Number column: by cell index
+    /// when header and row share a separator (tab, `|`, comma), else by display position
+    /// (the header cell whose start is nearest to the number's).
+    fn my_number_at(&self, row: &str, at: usize) -> bool {
+        let column = match self.sep {
+            Some(sep) if row.contains(sep) => Some(row[..at].matches(sep).count()),
+            _ => {
+                let col = display_width(&row[..at]);
+                self.offsets
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, off)| {
+                        display_width(self.line.get(..**off).unwrap_or("")).abs_diff(col)
+                    })
+                    .map(|(n, _)| n)
+            }
+        };
+        column.and_then(|c| self.classes.get(c).copied().flatten()) == Some(Class::MyNumber)
+    }
 }
 
 /// Byte → slot of [`delimited_tables`]' counts: 0 tab, 1 comma, 2 bar (3, semicolon, is
@@ -967,7 +1242,7 @@ pub fn analyze_until(
     if late() {
         return None;
     }
-    out.my_numbers = my_numbers_with_context(&norm);
+    out.my_numbers = my_numbers_with_context(&norm, &late)?;
     Some(out)
 }
 
@@ -1475,6 +1750,57 @@ mod tests {
         assert!(!People::of(&two, Y).one_person());
         let dob = ["山田 太郎", "生年月日：1980年1月2日"];
         assert!(!People::of(&dob, Y).signature_like());
+    }
+
+    #[test]
+    fn my_number_label_must_belong_to_the_number() {
+        // Valid check digits (entities::my_number_ok): 123456789018, 111122223333.
+        assert!(entities::my_number_ok("123456789018"));
+        assert!(entities::my_number_ok("111122223333"));
+        let held = [
+            "マイナンバー: 1234 5678 9018",
+            "マイナンバー：１２３４－５６７８－９０１８",
+            "個人番号 123456789018",
+            "個人番号（本人）：123456789018",
+            "マイナンバー（個人番号）: 1234-5678-9018",
+            "マイナンバーカード番号: 123456789018",
+            "私のマイナンバーは 1234 5678 9018 です。",
+            "My Number: 1234 5678 9018",
+            "My Number：123456789018",
+            "My Number (Individual Number): 1234-5678-9018",
+            "Individual Number 123456789018",
+            "■個人番号\n1234 5678 9018",
+            "My Number:\n1234-5678-9018",
+            "氏名\t生年月日\t個人番号\n山田 太郎\t1980/01/02\t123456789018\n",
+            "氏名        個人番号\n山田 太郎   1234 5678 9018\n",
+            "氏名 社員番号 個人番号 電話番号\n山田 太郎  5521  123456789018  03-1234-5678\n",
+            "Name | Employee No. | My Number\nTaro Yamada | 5521 | 1234 5678 9018\n",
+        ];
+        for t in held {
+            assert_eq!(analyze(t, Y).my_numbers, 1, "{t}");
+        }
+        let passed = [
+            // The audit's case: マイナンバー in the text, a ticket number that passes the check.
+            "マイナンバーカードをご持参ください。チケット番号：123456789018",
+            "マイナンバーカードでの本人確認のため、チケット番号 1234 5678 9018 を受付でお伝えください。",
+            "マイナンバー チケット番号 123456789018",
+            "マイナンバーについて\n注文番号: 123456789018",
+            "個人番号の提出は不要です。伝票番号 123456789018、会員番号 111122223333",
+            "マイナンバー(チケット番号): 123456789018",
+            "口座番号 111122223333（マイナンバーとは別です）",
+            "My Number card required. Order no. 123456789018, ticket no. 111122223333",
+            "Please bring your My Number card.\nTicket number: 1234 5678 9018",
+            // A table whose My Number column is elsewhere.
+            "氏名\t会員番号\t個人番号\n山田 太郎\t123456789018\t\n",
+            "氏名        会員番号        個人番号\n山田 太郎   123456789018    (未提出)\n",
+            // A sentence is not a header.
+            "マイナンバーの提出をお願いします 氏名\n123456789018\n",
+            // No label at all.
+            "お問い合わせ 123456789018",
+        ];
+        for t in passed {
+            assert_eq!(analyze(t, Y).my_numbers, 0, "{t}");
+        }
     }
 
     #[test]
