@@ -1055,7 +1055,8 @@ async fn a_delayed_bcc_message_goes_out_rewritten() {
 
 /// `visible_recipients` with action bcc: incident 2 plus a folded Cc is forwarded with
 /// exactly one `To: undisclosed-recipients:;`, no Cc, the same envelope and every other
-/// byte unchanged.
+/// byte unchanged — also when the fields are written `To :` / `CC\t:` (RFC 5322 obs-syntax:
+/// white space before the colon), folded, with encoded-word display names.
 #[tokio::test(flavor = "multi_thread")]
 async fn bcc_rewrites_to_and_cc_only() {
     let sink = Sink::start().await;
@@ -1064,47 +1065,87 @@ async fn bcc_rewrites_to_and_cc_only() {
     let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
     let orig = incident2_message();
     let at = orig.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
-    let mut m = orig[..at].to_vec();
-    m.extend_from_slice(
-        b"Cc: editor@publisher.example,\r\n\tpartner@agency.example\r\nX-Mailer: news 2.1\r\n",
-    );
-    m.extend_from_slice(&orig[at..]);
+    let named = |i: usize| {
+        format!(
+            "=?UTF-8?B?5bGx55Sw6Iqx5a2QIA==?= {i} <named{i}@family{}.example>",
+            i % 50
+        )
+    };
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("To: / Cc:", {
+            let mut m = orig[..at].to_vec();
+            m.extend_from_slice(
+                b"Cc: editor@publisher.example,\r\n\tpartner@agency.example\r\nX-Mailer: news 2.1\r\n",
+            );
+            m.extend_from_slice(&orig[at..]);
+            m
+        }),
+        ("To : / CC\\t:", {
+            let list = (0..40).map(named).collect::<Vec<_>>().join(",\r\n\t");
+            let mut m = b"From: news@publisher.example\r\nTo : ".to_vec();
+            m.extend_from_slice(address_list(832, 600).as_bytes());
+            m.extend_from_slice(b"\r\nSubject: December newsletter\r\nCC\t: ");
+            m.extend_from_slice(list.as_bytes());
+            m.extend_from_slice(
+                b"\r\nX-Mailer: news 2.1\r\nMessage-ID: <obs@publisher.example>\r\n\r\nDear members,\r\n",
+            );
+            m
+        }),
+        ("CC\\t: alone, encoded words", {
+            let list = (0..40).map(named).collect::<Vec<_>>().join(",\r\n ");
+            let mut m = b"From: news@publisher.example\r\nSubject: s\r\nCC\t: ".to_vec();
+            m.extend_from_slice(list.as_bytes());
+            m.extend_from_slice(b"\r\nTo\t :  =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <one@family1.example>\r\n\r\nHello.\r\n");
+            m
+        }),
+    ];
     let rcpts = [
         "member1@family1.example",
         "member2@family2.example",
         "member3@family3.example",
     ];
-    let reply = send(ts.smtp, "news@publisher.example", &rcpts, &m)
-        .await
-        .unwrap();
-    assert_eq!(reply, "250 2.0.0 Ok: queued as SINK1");
-    assert_eq!(sink.count(), 1);
-    let d = &sink.messages()[0];
-    assert_eq!(d.from, "news@publisher.example");
-    assert_eq!(d.rcpts, rcpts);
-    let got = strip_trace(&d.data);
+    for (n, (what, m)) in variants.iter().enumerate() {
+        let reply = send(ts.smtp, "news@publisher.example", &rcpts, m)
+            .await
+            .unwrap();
+        assert_eq!(reply, "250 2.0.0 Ok: queued as SINK1", "{what}");
+        assert_eq!(sink.count(), n + 1, "{what}");
+        let d = &sink.messages()[n];
+        assert_eq!(d.from, "news@publisher.example");
+        assert_eq!(d.rcpts, rcpts);
+        let got = strip_trace(&d.data);
 
-    let (got_fields, got_body) = fields(&got);
-    let (want_fields, want_body) = fields(&m);
-    let to: Vec<&Vec<u8>> = got_fields
-        .iter()
-        .filter(|f| field_name(f) == "to")
-        .collect();
-    assert_eq!(to.len(), 1, "To fields: {}", to.len());
-    assert_eq!(to[0].as_slice(), b"To: undisclosed-recipients:;\r\n");
-    assert!(
-        got_fields.iter().all(|f| field_name(f) != "cc"),
-        "a Cc is left"
-    );
-    let rest = |fs: &[Vec<u8>]| -> Vec<u8> {
-        fs.iter()
-            .filter(|f| !matches!(field_name(f).as_str(), "to" | "cc"))
-            .flatten()
-            .copied()
-            .collect()
-    };
-    assert_bytes_eq(&rest(&got_fields), &rest(&want_fields));
-    assert_bytes_eq(&got_body, &want_body);
+        let (got_fields, got_body) = fields(&got);
+        let (want_fields, want_body) = fields(m);
+        let to: Vec<&Vec<u8>> = got_fields
+            .iter()
+            .filter(|f| field_name(f) == "to")
+            .collect();
+        assert_eq!(to.len(), 1, "{what}: To fields: {}", to.len());
+        assert_eq!(
+            to[0].as_slice(),
+            b"To: undisclosed-recipients:;\r\n",
+            "{what}"
+        );
+        assert!(
+            got_fields.iter().all(|f| field_name(f) != "cc"),
+            "{what}: a Cc is left"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            !text.contains("@family") && !text.contains("agency.example"),
+            "{what}: a visible recipient address went out"
+        );
+        let rest = |fs: &[Vec<u8>]| -> Vec<u8> {
+            fs.iter()
+                .filter(|f| !matches!(field_name(f).as_str(), "to" | "cc"))
+                .flatten()
+                .copied()
+                .collect()
+        };
+        assert_bytes_eq(&rest(&got_fields), &rest(&want_fields));
+        assert_bytes_eq(&got_body, &want_body);
+    }
     assert!(entries(&ts).is_empty(), "nothing held");
     ts.stop().await;
 }
