@@ -20,7 +20,7 @@ use crate::quarantine::{Begin, Entry, QuarantineError, unix_now};
 use crate::relay::DeliveryError;
 use crate::server::App;
 use crate::smtp::reply::{self, Reply};
-use crate::verdict::{Decision, HoldReason, Verdict};
+use crate::verdict::{Action, Decision, HoldReason, Verdict};
 
 /// Inspects `message` off the async workers, within the inspection deadline, except a small
 /// plain-text message ([`inspect::mime_prescan::text_only`]), which is inspected in place.
@@ -86,8 +86,9 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         .rcpt_to
         .iter()
         .any(|r| domain_of(r).is_some_and(|d| !is_internal(&d, &policy.internal_domains)));
-    // A message to be forwarded with To/Cc undisclosed keeps that rewrite when it is delayed.
-    let undisclose = verdict.decision == Decision::Bcc;
+    // A `bcc` finding means "never send these To/Cc visible": a message held or delayed for
+    // another reason keeps that rewrite for its release (monitor mode forwards unchanged).
+    let undisclose = !verdict.monitor && verdict.findings.iter().any(|f| f.action == Action::Bcc);
     if !verdict.monitor
         && matches!(verdict.decision, Decision::Forward | Decision::Bcc)
         && policy.delay.external_mail
@@ -126,6 +127,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 subject,
                 report.implicated,
                 None,
+                undisclose,
             )
             .await;
             if !r.is_positive() {
@@ -135,11 +137,6 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         }
         Decision::Delay => {
             let until = now + policy.delay.duration.as_secs();
-            let message = if undisclose {
-                Arc::new(crate::rewrite::undisclosed_recipients(&message))
-            } else {
-                message
-            };
             hold(
                 app,
                 id,
@@ -149,6 +146,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 subject,
                 Vec::new(),
                 Some(until),
+                undisclose,
             )
             .await
         }
@@ -247,6 +245,7 @@ async fn hold(
     subject: Option<String>,
     implicated: Vec<String>,
     release_after: Option<u64>,
+    undisclose_on_release: bool,
 ) -> Reply {
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
@@ -260,6 +259,7 @@ async fn hold(
         subject,
         release_after,
         attachments: implicated,
+        undisclose_on_release,
     };
     match app.quarantine.hold(meta, message).await {
         Ok(entry) => {
@@ -364,8 +364,14 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
         Begin::Ready(t) => t,
     };
     let env = ticket.meta.envelope.clone();
+    // The bcc decision the message was held with still holds when it is released.
+    let rewritten = ticket
+        .meta
+        .undisclose_on_release
+        .then(|| crate::rewrite::undisclosed_recipients(&ticket.body));
+    let body = rewritten.as_deref().unwrap_or(&ticket.body);
     let started = Instant::now();
-    let result = app.relay.deliver(id, &env, &ticket.body).await;
+    let result = app.relay.deliver(id, &env, body).await;
     app.metrics
         .upstream_duration_seconds
         .observe(started.elapsed().as_secs_f64());

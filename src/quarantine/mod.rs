@@ -642,6 +642,7 @@ mod tests {
             findings: vec![],
             subject: None,
             release_after: None,
+            undisclose_on_release: false,
             attachments: vec![],
         }
     }

@@ -1150,6 +1150,104 @@ async fn bcc_rewrites_to_and_cc_only() {
     ts.stop().await;
 }
 
+/// Incident 2's newsletter (832 addresses in To) whose body also carries two login id /
+/// password pairs (`credentials`, held by the shipped policy).
+fn visible_and_credentials() -> Vec<u8> {
+    message(
+        &[
+            ("From", "news@publisher.example"),
+            ("To", &address_list(832, 600)),
+            ("Subject", "Your accounts"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Transfer-Encoding", "8bit"),
+        ],
+        "受講者各位\r\nログインID: learner01\r\nパスワード: Xy7!kk2q\r\n\r\nID: learner02 PW: Zz9#mm3r\r\n",
+    )
+}
+
+/// The one To field of what the upstream got, and whether any member address is visible.
+fn sent_to_field(d: &sink::Delivered) -> (String, bool) {
+    let got = strip_trace(&d.data);
+    let (f, _) = fields(&got);
+    let to: Vec<String> = f
+        .iter()
+        .filter(|x| matches!(field_name(x).as_str(), "to" | "cc"))
+        .map(|x| String::from_utf8_lossy(x).chars().take(80).collect())
+        .collect();
+    assert_eq!(to.len(), 1, "{to:?}");
+    let visible = String::from_utf8_lossy(&got).contains("@family");
+    (to[0].clone(), visible)
+}
+
+/// Audit issue 4 #2: `visible_recipients` asks for bcc, but the message is held for another
+/// reason (credentials): the spool keeps the original for review, and `quarantine release`
+/// sends it with To undisclosed — never the 832 addresses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_bcc_message_is_released_rewritten() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir("[visible_recipients]\naction = \"bcc\"\n");
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let m = visible_and_credentials();
+    let Outcome::Held(id) = send_one(
+        ts.smtp,
+        "news@publisher.example",
+        "member1@family1.example",
+        &m,
+    )
+    .await
+    else {
+        panic!("credentials were forwarded");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["credentials"]);
+    let raw = ts.app().quarantine.raw(&id).unwrap();
+    assert_bytes_eq(&strip_trace(&raw), &m);
+    let (code, out, err) = cli_at(&ts, &["quarantine", "release", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(sink.count(), 1);
+    let d = &sink.messages()[0];
+    assert_eq!(d.rcpts, ["member1@family1.example"]);
+    let (to, visible) = sent_to_field(d);
+    assert_eq!(to, "To: undisclosed-recipients:;\r\n");
+    assert!(!visible, "the 832 addresses went out visible on release");
+    ts.stop().await;
+}
+
+/// The same when the other reason delays the message (credentials → delay): what goes out
+/// when the delay is due is the rewritten message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bcc_message_delayed_for_another_reason_goes_out_rewritten() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(
+        "[visible_recipients]\naction = \"bcc\"\n[credentials]\naction = \"delay\"\n[delay]\nduration = \"2s\"\n",
+    );
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let Outcome::Held(id) = send_one(
+        ts.smtp,
+        "news@publisher.example",
+        "member1@family1.example",
+        &visible_and_credentials(),
+    )
+    .await
+    else {
+        panic!("a delayed message was forwarded at once");
+    };
+    assert!(entry(&ts, &id).release_after.is_some());
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1).await,
+        "the delayed message was not sent within 15 s"
+    );
+    let (to, visible) = sent_to_field(&sink.messages()[0]);
+    assert_eq!(to, "To: undisclosed-recipients:;\r\n");
+    assert!(
+        !visible,
+        "the 832 addresses went out visible after the delay"
+    );
+    ts.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. Notices.
 
