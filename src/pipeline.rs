@@ -4,8 +4,9 @@
 //! `250` is sent only when the upstream accepted the message (its own reply is passed on) or
 //! when the quarantine has made it durable (`250 2.0.0 Ok: held as <id>`, also for timed
 //! holds). Any storage failure answers `451 4.3.5`; inspection that cannot finish holds as
-//! `uninspectable`. A message that is not sent after all (upstream 4xx, policy reject) is
-//! taken back out of the sender's windows, so a retry is counted once.
+//! `uninspectable`. The sender's windows count only mail that leaves: a held or rejected
+//! message is never counted (a held one counts when it is released), and a forward the
+//! upstream did not take (4xx, 5xx) is taken back out, so a retry is counted once.
 //! Every message ends in exactly one `info` log event with its id, verdict and reasons.
 
 use std::sync::Arc;
@@ -78,7 +79,9 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
     let policy = app.policy();
     let report = inspect_bounded(app, Arc::clone(&policy), &envelope, &message).await;
     let now = unix_now();
-    let mut obs = app.batches.observe(&policy, &envelope, &report.tokens, now);
+    let mut obs = app
+        .batches
+        .observe(&policy, &envelope, &report.tokens, &report.findings, now);
     let mut findings = report.findings;
     findings.append(&mut obs.findings);
     let mut verdict = policy.decide(findings);
@@ -130,9 +133,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 undisclose,
             )
             .await;
-            if !r.is_positive() {
-                app.batches.undo(&obs);
-            }
+            // A held message was never counted (it counts if and when it is released).
             r
         }
         Decision::Delay => {
@@ -151,7 +152,6 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
             .await
         }
         Decision::Reject => {
-            app.batches.undo(&obs);
             app.metrics
                 .messages_total
                 .with_label_values(&["reject"])
@@ -382,6 +382,11 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
                 .with_label_values(&["ok"])
                 .inc();
             app.metrics.releases_total.with_label_values(&["ok"]).inc();
+            // It left now: it counts in the sender's windows (a timed hold was counted when
+            // it was accepted).
+            if ticket.meta.release_after.is_none() {
+                app.batches.count_released(&app.policy(), &env, unix_now());
+            }
             let detail = r.to_string();
             let entry = app.quarantine.finish_release(ticket, &detail)?;
             app.batches.known.remove(&entry.attachments);

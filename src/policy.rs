@@ -517,17 +517,32 @@ impl Policy {
         Ok(())
     }
 
-    /// Findings → verdict. The strongest action among the findings wins; in monitor mode
-    /// the message is forwarded whatever the policy decided.
-    pub fn decide(&self, findings: Vec<Finding>) -> Verdict {
-        let strongest = findings.iter().map(|f| f.action).max();
-        let policy_decision = match strongest {
+    /// The decision the strongest action asks for.
+    fn decision_of(strongest: Option<Action>) -> Decision {
+        match strongest {
             Some(Action::Reject) => Decision::Reject,
             Some(Action::Hold) => Decision::Hold,
             Some(Action::Delay) => Decision::Delay,
             Some(Action::Bcc) => Decision::Bcc,
             Some(Action::Warn) | None => Decision::Forward,
-        };
+        }
+    }
+
+    /// True when [`Policy::decide`] on these findings lets the message leave (forward, bcc,
+    /// or delay, then send); false for hold and reject. Monitor mode lets everything go.
+    pub fn lets_go<'a>(&self, findings: impl Iterator<Item = &'a Finding>) -> bool {
+        self.mode == Mode::Monitor
+            || !matches!(
+                Policy::decision_of(findings.map(|f| f.action).max()),
+                Decision::Hold | Decision::Reject
+            )
+    }
+
+    /// Findings → verdict. The strongest action among the findings wins; in monitor mode
+    /// the message is forwarded whatever the policy decided.
+    pub fn decide(&self, findings: Vec<Finding>) -> Verdict {
+        let strongest = findings.iter().map(|f| f.action).max();
+        let policy_decision = Policy::decision_of(strongest);
         let mut reasons: Vec<HoldReason> = findings
             .iter()
             .filter(|f| Some(f.action) == strongest && f.action != Action::Warn)
