@@ -250,6 +250,7 @@ async fn hold(
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
     let sender = envelope.mail_from.clone();
+    let sender_key = envelope.sender_key();
     let meta = SpoolMeta {
         id: id.clone(),
         envelope,
@@ -275,7 +276,7 @@ async fn hold(
             app.batches.known.add(&entry.attachments);
             tracing::info!(id = %id, verdict = kind, reasons = ?names(&verdict.reasons), rcpts, size, "message held");
             if release_after.is_none() {
-                notify(app, &id, &sender, &verdict.reasons, rcpts);
+                notify(app, &id, &sender, &sender_key, &verdict.reasons, rcpts);
             }
             Reply::new(250, format!("2.0.0 Ok: held as {id}"))
         }
@@ -290,15 +291,21 @@ async fn hold(
     }
 }
 
-/// Sends the hold notice in the background (the client's 250 does not wait for it).
-fn notify(app: &Arc<App>, id: &str, sender: &str, reasons: &[HoldReason], rcpts: usize) {
+/// Sends the hold notice to the envelope `sender` in the background (the client's 250 does
+/// not wait for it), rate limited by the sender identity `sender_key` (the AUTH user, else
+/// the envelope sender: per-message return addresses share one allowance).
+fn notify(
+    app: &Arc<App>,
+    id: &str,
+    sender: &str,
+    sender_key: &str,
+    reasons: &[HoldReason],
+    rcpts: usize,
+) {
     if !app.notifier.enabled() || sender.is_empty() {
         return;
     }
-    if !app
-        .notifier
-        .take_slot(&crate::envelope::normalize_address(sender), unix_now())
-    {
+    if !app.notifier.take_slot(sender_key, unix_now()) {
         app.metrics
             .notices_total
             .with_label_values(&["suppressed"])

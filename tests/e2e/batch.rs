@@ -1412,6 +1412,60 @@ async fn hold_notices_are_sent_and_rate_limited() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #4: the notice limit is per sender identity. An AUTH user whose mailer
+/// gives every message its own return address (VERP, `bounce+N@…`) gets two notices for
+/// four held messages (limit 2), not one per address.
+#[tokio::test(flavor = "multi_thread")]
+async fn notices_are_limited_per_sender_identity_not_per_return_address() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let (cert, key, pem) = make_cert(&tls);
+    let mut c = config(&dir.path().join("data"), Some(sink.url()));
+    c.tls.cert = Some(cert);
+    c.tls.key = Some(key);
+    c.auth.users = vec![mailbrake::config::AuthUser {
+        name: "mailer".into(),
+        password_hash: mailbrake::smtp::auth::hash_password("s3cret-pass").unwrap(),
+    }];
+    c.notify.enabled = true;
+    c.notify.max_per_sender_per_hour = 2;
+    let mut ts = TestServer::start(c).await;
+    let t = starttls_transport(ts.smtp, &pem, Some(("mailer", "s3cret-pass")));
+    for i in 0..4 {
+        let from = format!("bounce+{i}@lists.example");
+        let r = send_with(
+            &t,
+            &from,
+            &["member1@family1.example"],
+            &incident2_message(),
+        )
+        .await;
+        assert!(matches!(outcome(&r), Outcome::Held(_)), "{r:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.count() >= 2).await,
+        "{} notices",
+        sink.count()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = sink.messages();
+    assert_eq!(
+        d.len(),
+        2,
+        "one allowance per AUTH user, whatever the return address"
+    );
+    assert_eq!(d[0].rcpts, ["bounce+0@lists.example"]);
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_notices_total{result=\"suppressed\"}"),
+        Some(2.0)
+    );
+    drop(t);
+    ts.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Surge.
 
