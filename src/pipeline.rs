@@ -448,10 +448,45 @@ pub fn delete(app: &App, id: &str) -> Result<Entry, QuarantineError> {
 }
 
 /// Sends the timed holds that are due (called by the housekeeping loop). A failed send stays
-/// held and is tried again a minute later.
+/// held and is tried again a minute later. A message whose sender's brake is open now (it
+/// opened after the delay started) is not sent: it becomes a `breaker_open` hold.
 pub async fn release_due(app: &App) {
     let now = unix_now();
     for id in app.quarantine.due(now) {
+        if let Ok(e) = app.quarantine.get(&id)
+            && let Some(b) = app.batches.breakers.get(&e.sender, now)
+        {
+            let finding = crate::verdict::Finding {
+                reason: HoldReason::BreakerOpen,
+                action: Action::Hold,
+                summary: format!(
+                    "the sender's brake opened ({}) while this message was delayed: it is held until released by hand",
+                    b.reason
+                ),
+                location: "sender".into(),
+                count: None,
+                columns: Vec::new(),
+            };
+            match app
+                .quarantine
+                .cancel_delay(&id, HoldReason::BreakerOpen, finding)
+            {
+                Ok(_) => {
+                    app.batches.breakers.note_held(&e.sender);
+                    app.metrics
+                        .holds_total
+                        .with_label_values(&[HoldReason::BreakerOpen.as_str(), "enforce"])
+                        .inc();
+                    tracing::info!(id = %id, verdict = "hold", reasons = ?[HoldReason::BreakerOpen.as_str()],
+                        "delayed message not sent: the sender's brake is open");
+                }
+                Err(err) => {
+                    tracing::warn!(id = %id, error = %err, "cannot turn a delayed message into a hold; trying again later");
+                    app.quarantine.postpone(&id, now + 60);
+                }
+            }
+            continue;
+        }
         match release(app, &id).await {
             Ok(o) if o.released => tracing::info!(id = %id, "delayed message sent"),
             Ok(_) | Err(_) => app.quarantine.postpone(&id, now + 60),

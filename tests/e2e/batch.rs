@@ -1065,6 +1065,65 @@ async fn delay_releases_on_time_unless_deleted() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #5: two delayed messages, then the sender trips its brake. When their
+/// delay is due they are not sent: they become breaker_open holds (no release time), are
+/// counted on the brake, and stay held after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn delayed_mail_of_a_braked_sender_is_held_not_sent() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[delay]\nduration = \"3s\"\nexternal_mail = true\n",
+        one_window(2)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "app@sys.example";
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let to = format!("u{i}@d{i}.example");
+        let Outcome::Held(id) =
+            send_one(ts.smtp, from, &to, &text_mail(from, &to, "s", "b\r\n")).await
+        else {
+            panic!("external mail was forwarded at once");
+        };
+        ids.push(id);
+    }
+    assert!(entry(&ts, &ids[0]).release_after.is_some());
+    assert!(entry(&ts, &ids[1]).release_after.is_some());
+    assert_eq!(reasons(&entry(&ts, &ids[2])), ["sender_rate"]);
+    assert_eq!(brakes(&ts).await.len(), 1);
+    // Due after 3 s; the housekeeping runs every 2 s.
+    assert!(
+        wait_until(Duration::from_secs(15), || ids[..2].iter().all(|id| entry(
+            &ts, id
+        )
+        .release_after
+        .is_none()))
+        .await,
+        "the delayed messages were not turned into holds"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.count(), 0, "delayed mail of a braked sender was sent");
+    for id in &ids[..2] {
+        let e = entry(&ts, id);
+        assert_eq!(e.state, State::Held);
+        assert!(
+            reasons(&e).contains(&"breaker_open"),
+            "{id}: {:?}",
+            e.reasons
+        );
+    }
+    let b = brakes(&ts).await;
+    assert_eq!(b[0]["held_since"], 2, "{b:?}");
+    ts.stop().await;
+
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.count(), 0, "sent after a restart");
+    assert!(entry(&ts, &ids[0]).release_after.is_none());
+    ts.stop().await;
+}
+
 /// `[delay] external_mail = true`: mail to an internal domain flows at once, mail with an
 /// external recipient waits the delay, then goes.
 #[tokio::test(flavor = "multi_thread")]
