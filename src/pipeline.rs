@@ -102,7 +102,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
     count_decision(app, &verdict);
     if let Some(r) = app.batches.after_verdict(&policy, &obs, &verdict, now) {
         app.metrics.breaker_trips_total.inc();
-        tracing::warn!(sender = %envelope.sender_key().escape_debug(), reason = r.as_str(), id = %id,
+        tracing::warn!(sender = %policy.sender.key(&envelope).escape_debug(), reason = r.as_str(), id = %id,
             "sender brake opened: everything from this sender is held until `mailbrake breaker reset`");
     }
     let subject = report.subject;
@@ -250,7 +250,7 @@ async fn hold(
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
     let sender = envelope.mail_from.clone();
-    let sender_key = envelope.sender_key();
+    let sender_key = app.policy().sender.key(&envelope);
     let meta = SpoolMeta {
         id: id.clone(),
         envelope,
@@ -453,8 +453,10 @@ pub fn delete(app: &App, id: &str) -> Result<Entry, QuarantineError> {
 pub async fn release_due(app: &App) {
     let now = unix_now();
     for id in app.quarantine.due(now) {
+        let policy = app.policy();
         if let Ok(e) = app.quarantine.get(&id)
-            && let Some(b) = app.batches.breakers.get(&e.sender, now)
+            && let key = policy.sender.key_of(e.auth_user.as_deref(), &e.from)
+            && let Some(b) = app.batches.breakers.get(&key, now)
         {
             let finding = crate::verdict::Finding {
                 reason: HoldReason::BreakerOpen,
@@ -472,7 +474,7 @@ pub async fn release_due(app: &App) {
                 .cancel_delay(&id, HoldReason::BreakerOpen, finding)
             {
                 Ok(_) => {
-                    app.batches.breakers.note_held(&e.sender);
+                    app.batches.breakers.note_held(&key);
                     app.metrics
                         .holds_total
                         .with_label_values(&[HoldReason::BreakerOpen.as_str(), "enforce"])

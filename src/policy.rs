@@ -116,17 +116,20 @@ pub struct SenderOverride {
 }
 
 impl SenderOverride {
-    /// True when this override applies to `sender` (a sender key: `user:x` or an address).
-    pub fn matches(&self, sender: &str) -> bool {
+    /// True when this override applies to `sender` (a sender key: `user:x` or an address,
+    /// see [`SenderRules::key`]). An address pattern is compared as a sender key too
+    /// (domain lower-cased, subaddress cut at `delimiters`).
+    pub fn matches(&self, sender: &str, delimiters: &str) -> bool {
         let p = self.pattern.trim();
         if let Some(user) = p.strip_prefix("user:") {
             return sender.strip_prefix("user:") == Some(user);
         }
         if let Some(domain) = p.strip_prefix('@') {
             let domain = crate::envelope::normalize_domain(domain);
-            return crate::envelope::domain_of(sender).is_some_and(|d| d == domain);
+            return !sender.starts_with("user:")
+                && crate::envelope::domain_of(sender).is_some_and(|d| d == domain);
         }
-        crate::envelope::normalize_address(p) == sender
+        crate::envelope::sender_key(None, p, delimiters) == sender
     }
 }
 
@@ -140,6 +143,9 @@ pub struct SenderRules {
     pub batch_min_messages: u64,
     /// What a window or surge trip does to the message that trips it.
     pub action: Action,
+    /// The envelope sender's local part is cut at the first of these characters, so
+    /// `bounce+1@x` and `bounce+2@x` (subaddresses, VERP) are one sender. `""`: off.
+    pub subaddress_delimiters: String,
     pub overrides: Vec<SenderOverride>,
 }
 
@@ -160,15 +166,38 @@ impl Default for SenderRules {
             surge: SurgeRule::default(),
             batch_min_messages: 5,
             action: Action::Hold,
+            subaddress_delimiters: "+".into(),
             overrides: Vec::new(),
         }
     }
 }
 
 impl SenderRules {
-    /// The override for `sender`, if any (the first that matches).
+    /// The override for `sender` (a sender key), if any (the first that matches).
     pub fn override_for(&self, sender: &str) -> Option<&SenderOverride> {
-        self.overrides.iter().find(|o| o.matches(sender))
+        self.overrides
+            .iter()
+            .find(|o| o.matches(sender, &self.subaddress_delimiters))
+    }
+
+    /// The sender identity of `env` for the batch checks (see [`crate::envelope::sender_key`]).
+    pub fn key(&self, env: &crate::envelope::Envelope) -> String {
+        self.key_of(env.auth_user.as_deref(), &env.mail_from)
+    }
+
+    /// The sender identity of an authenticated user / envelope sender.
+    pub fn key_of(&self, auth_user: Option<&str>, mail_from: &str) -> String {
+        crate::envelope::sender_key(auth_user, mail_from, &self.subaddress_delimiters)
+    }
+
+    /// A sender as an operator types it (`breaker reset SENDER`): `user:NAME` and `<>` as
+    /// they are, an address as a sender key.
+    pub fn key_of_typed(&self, typed: &str) -> String {
+        if typed.starts_with("user:") || typed == "<>" {
+            typed.to_string()
+        } else {
+            self.key_of(None, typed)
+        }
     }
 }
 
@@ -507,6 +536,16 @@ impl Policy {
                 "internal_domains: each entry must be a domain such as example.co.jp".into(),
             ));
         }
+        if let Some(c) = self
+            .sender
+            .subaddress_delimiters
+            .chars()
+            .find(|c| !c.is_ascii_punctuation() || matches!(c, '@' | '"' | '.'))
+        {
+            return Err(PolicyError::Invalid(format!(
+                "sender.subaddress_delimiters: {c:?} cannot separate a subaddress (use characters such as \"+\" or \"-\", or \"\" for none)"
+            )));
+        }
         if self.recipients.max_envelope == 0 || self.visible_recipients.max_external_addresses == 0
         {
             return Err(PolicyError::Invalid(
@@ -623,6 +662,24 @@ mod tests {
         assert!(p.sender.override_for("x@sub.apps.example").is_none());
         assert!(p.sender.override_for("user:webapp").is_some());
         assert!(p.sender.override_for("webapp@x.example").is_none());
+        // An address pattern with a subaddress is the sender key without it.
+        let p = Policy::parse(&format!(
+            "{BUILTIN_DEFAULT}\n[[sender.overrides]]\nmatch = \"bounce+x@Lists.Example\"\nexempt = true\n"
+        ))
+        .unwrap();
+        assert!(
+            p.sender
+                .override_for(&p.sender.key_of(None, "bounce+123@lists.example"))
+                .is_some_and(|o| o.exempt)
+        );
+        // A domain pattern never matches an AUTH user's key.
+        assert!(p.sender.override_for("user:x@lists.example").is_none());
+        let err = Policy::parse(&BUILTIN_DEFAULT.replace(
+            "subaddress_delimiters = \"+\"",
+            "subaddress_delimiters = \"@\"",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("subaddress_delimiters"), "{err}");
     }
 
     /// The shipped file and the compiled-in defaults of the content rules agree, so a policy

@@ -107,6 +107,8 @@ pub struct Observation {
     sender: String,
     /// Where the message was counted (only when the policy lets it leave).
     mark: Option<(Mark, u64)>,
+    /// The key of the open brake that holds it (the sender, or its legacy spelling).
+    brake_key: Option<String>,
 }
 
 /// Every sender's batch state.
@@ -163,8 +165,8 @@ impl Batches {
         content: &[Finding],
         now: u64,
     ) -> Observation {
-        let sender = env.sender_key();
         let rules = &policy.sender;
+        let sender = rules.key(env);
         let ov = rules.override_for(&sender);
         if ov.is_some_and(|o| o.exempt) {
             return Observation {
@@ -204,8 +206,17 @@ impl Batches {
             state.align(&widths);
             // The brake, judged under the sender's lock: closed since it was last seen open
             // (reset, cool-down), the sender starts afresh.
-            match self.breakers.get(&sender, now) {
+            // A brake opened under the sender's address as written (before subaddresses
+            // were cut) still applies.
+            let legacy = crate::envelope::sender_key(env.auth_user.as_deref(), &env.mail_from, "");
+            let brake = self.breakers.get(&sender, now).or_else(|| {
+                (legacy != sender)
+                    .then(|| self.breakers.get(&legacy, now))
+                    .flatten()
+            });
+            match brake {
                 Some(b) => {
+                    obs.brake_key = Some(b.sender.clone());
                     state.braked = true;
                     findings.push(Finding {
                         reason: HoldReason::BreakerOpen,
@@ -332,8 +343,8 @@ impl Batches {
     /// Counts a released message in its sender's windows and surge (it left now); not
     /// judged. A timed hold was counted when it was accepted and is not counted again.
     pub fn count_released(&self, policy: &Policy, env: &Envelope, now: u64) {
-        let sender = env.sender_key();
         let rules = &policy.sender;
+        let sender = rules.key(env);
         let ov = rules.override_for(&sender);
         if ov.is_some_and(|o| o.exempt) {
             return;
@@ -410,19 +421,23 @@ impl Batches {
         }
         if verdict.decision == Decision::Hold && verdict.reasons.contains(&HoldReason::BreakerOpen)
         {
-            self.breakers.note_held(&obs.sender);
+            self.breakers
+                .note_held(obs.brake_key.as_deref().unwrap_or(&obs.sender));
         }
         opened
     }
 
-    /// Closes a sender's brake and forgets its current windows, so its new mail flows.
-    pub fn reset(&self, sender: &str) -> Option<Brake> {
-        let key = if sender.starts_with("user:") || sender == "<>" {
-            sender.to_string()
-        } else {
-            normalize_address(sender)
-        };
-        let b = self.breakers.reset(&key);
+    /// Closes a sender's brake (`sender` as an operator types it) and forgets its current
+    /// windows, so its new mail flows. A brake kept under the address as written (opened
+    /// before subaddresses were cut) is found too.
+    pub fn reset(&self, policy: &Policy, sender: &str) -> Option<Brake> {
+        let key = policy.sender.key_of_typed(sender);
+        let b = self.breakers.reset(&key).or_else(|| {
+            let written = crate::envelope::sender_key(None, sender, "");
+            (!key.starts_with("user:") && key != "<>" && written != key)
+                .then(|| self.breakers.reset(&written))
+                .flatten()
+        });
         let mut shard = self.shard(&key);
         if !shard.contains_key(&key)
             && let Ok(Some(_)) = self.tree.get(key.as_bytes())

@@ -608,6 +608,53 @@ async fn the_sender_is_normalised_before_counting() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #6: per-message return addresses (VERP `bounce+N@…`) are one sender: 3 of
+/// 8 pass a window of 3, the brake is listed and reset under `bounce@…` (typed either way).
+/// With `subaddress_delimiters = ""` each address is a sender of its own again.
+#[tokio::test(flavor = "multi_thread")]
+async fn verp_return_addresses_are_one_sender() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(3));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let msgs: Vec<Out> = (0..8)
+        .map(|i| {
+            let from = format!("bounce+{i}@Lists.Example");
+            let to = format!("reader{i}@r{i}.example");
+            Out {
+                data: text_mail(&from, &to, "news", "This month's news.\r\n"),
+                from,
+                to,
+            }
+        })
+        .collect();
+    let outs = send_all(ts.smtp, 4, msgs).await;
+    assert_eq!(forwarded(&outs), 3, "{outs:?}");
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["sender"], "bounce@lists.example");
+    let (code, out, err) = cli_at(&ts, &["breaker", "reset", "bounce+99@lists.example"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(brakes(&ts).await.is_empty());
+    ts.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[sender]\nsubaddress_delimiters = \"\"\n",
+        one_window(3)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    for i in 0..4 {
+        let from = format!("bounce+{i}@lists.example");
+        let m = text_mail(&from, "u@d.example", "news", "b\r\n");
+        assert_eq!(
+            send_one(ts.smtp, &from, "u@d.example", &m).await,
+            Outcome::Forwarded
+        );
+    }
+    ts.stop().await;
+}
+
 /// Monitor mode: over the window, everything is still forwarded, the would-be holds are
 /// counted as monitor, and no brake opens.
 #[tokio::test(flavor = "multi_thread")]
