@@ -546,6 +546,38 @@ impl Policy {
                 "sender.subaddress_delimiters: {c:?} cannot separate a subaddress (use characters such as \"+\" or \"-\", or \"\" for none)"
             )));
         }
+        // `bcc` rewrites To/Cc: it answers only the visible_recipients finding. Elsewhere it
+        // would forward the very content a rule was written to stop.
+        let actions = [
+            ("recipients.action", self.recipients.action),
+            ("personal_data.action", self.personal_data.action),
+            ("address_list.action", self.address_list.action),
+            ("my_number.action", self.my_number.action),
+            ("credentials.action", self.credentials.action),
+            (
+                "credentials.single_pair_action",
+                self.credentials.single_pair_action,
+            ),
+            ("uninspectable.action", self.uninspectable.action),
+            (
+                "uninspectable.no_text_action",
+                self.uninspectable.no_text_action,
+            ),
+            ("sender.action", self.sender.action),
+            ("known_attachment.action", self.known_attachment.action),
+            ("cross_recipient.action", self.cross_recipient.action),
+        ];
+        let bcc: Vec<&str> = actions
+            .iter()
+            .filter(|(_, a)| *a == Action::Bcc)
+            .map(|(k, _)| *k)
+            .collect();
+        if !bcc.is_empty() {
+            return Err(PolicyError::Invalid(format!(
+                "{}: action \"bcc\" is only valid for visible_recipients.action (it rewrites To/Cc and forwards the message); use \"hold\", \"delay\", \"reject\" or \"warn\"",
+                bcc.join(", ")
+            )));
+        }
         if self.recipients.max_envelope == 0 || self.visible_recipients.max_external_addresses == 0
         {
             return Err(PolicyError::Invalid(
@@ -777,6 +809,44 @@ mod tests {
         assert_eq!(p.internal_domains, vec!["example.co.jp".to_string()]);
         // Keys not named in b.toml keep their default.
         assert!(p.recipients.max_external_domains > 0);
+    }
+
+    /// `bcc` rewrites To/Cc: only `visible_recipients` may ask for it.
+    #[test]
+    fn bcc_is_refused_outside_visible_recipients() {
+        for (section, key) in [
+            ("credentials", "action"),
+            ("credentials", "single_pair_action"),
+            ("personal_data", "action"),
+            ("recipients", "action"),
+            ("sender", "action"),
+            ("known_attachment", "action"),
+            ("cross_recipient", "action"),
+            ("uninspectable", "no_text_action"),
+        ] {
+            let err = Policy::from_tables(vec![
+                (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+                (
+                    PathBuf::from("b.toml"),
+                    &format!("[{section}]\n{key} = \"bcc\"\n"),
+                ),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!("{section}.{key}")) && err.contains("visible_recipients"),
+                "{err}"
+            );
+        }
+        let p = Policy::from_tables(vec![
+            (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+            (
+                PathBuf::from("b.toml"),
+                "[visible_recipients]\naction = \"bcc\"\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(p.visible_recipients.action, Action::Bcc);
     }
 
     #[test]
