@@ -186,11 +186,9 @@ fn count_decision(app: &App, v: &Verdict) {
     }
 }
 
+/// Forwards upstream and answers with the upstream's reply. `messages_total` counts what the
+/// client was told: `forward` (2xx), `tempfail` (4xx: not sent, retry), `reject` (5xx).
 async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &Verdict) -> Reply {
-    app.metrics
-        .messages_total
-        .with_label_values(&["forward"])
-        .inc();
     let started = Instant::now();
     let result = app.relay.deliver(id, env, message).await;
     app.metrics
@@ -212,6 +210,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["ok"])
                 .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["forward"])
+                .inc();
             tracing::info!(id = %id, verdict = how, monitor_would = ?monitor_reasons,
                 rcpts = env.rcpt_to.len(), size = message.len(), upstream = %r, "message forwarded");
             r
@@ -221,6 +223,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["tempfail"])
                 .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["tempfail"])
+                .inc();
             tracing::warn!(id = %id, verdict = how, reply = %r, "upstream failed temporarily; client told to retry");
             r
         }
@@ -228,6 +234,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
             app.metrics
                 .upstream_requests_total
                 .with_label_values(&["permfail"])
+                .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["reject"])
                 .inc();
             tracing::info!(id = %id, verdict = how, reply = %r, "upstream refused the message");
             r

@@ -576,6 +576,58 @@ async fn a_tempfailed_message_is_counted_once() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #8: an upstream that is not there answers the client `451 4.4.1`, and
+/// `messages_total` says tempfail, not forward; a 5xx from the upstream is a reject. The
+/// sender's window keeps room for the retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_failures_are_counted_as_what_the_client_was_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(1));
+    let mut c = config(
+        dir.path(),
+        Some(format!("smtp+plain://127.0.0.1:{}", free_port())),
+    );
+    c.server.policies = Some(pol.path().to_path_buf());
+    let mut ts = TestServer::start(c).await;
+    let from = "app@sys.example";
+    let m = text_mail(from, "u@d.example", "s", "b\r\n");
+    for _ in 0..2 {
+        let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+        assert!(e.contains("451") && e.contains("4.4.1"), "{e}");
+    }
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"tempfail\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"forward\"}"),
+        Some(0.0)
+    );
+    assert!(
+        brakes(&ts).await.is_empty(),
+        "a window of 1 filled by mail never sent"
+    );
+    ts.stop().await;
+
+    let sink = Sink::start().await;
+    sink.set_mode(Mode::PermFailData);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+    let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+    assert!(e.contains("554"), "{e}");
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"reject\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"forward\"}"),
+        Some(0.0)
+    );
+    ts.stop().await;
+}
+
 /// The sender is the envelope sender with its domain lower-cased: three spellings of one
 /// address share one window; another local part is another sender.
 #[tokio::test(flavor = "multi_thread")]
