@@ -138,7 +138,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         }
         Decision::Delay => {
             let until = now + policy.delay.duration.as_secs();
-            hold(
+            let r = hold(
                 app,
                 id,
                 envelope,
@@ -149,7 +149,12 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 Some(until),
                 undisclose,
             )
-            .await
+            .await;
+            // Counted as leaving; not stored after all (451): take it back for the retry.
+            if !r.is_positive() {
+                app.batches.undo(&obs);
+            }
+            r
         }
         Decision::Reject => {
             app.metrics

@@ -1223,6 +1223,38 @@ async fn delayed_mail_of_a_braked_sender_is_held_not_sent() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #9: a delayed message counts when accepted; one that could not be stored
+/// (`451 4.3.5`) was not accepted and is taken back, so the retry fits a window of 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delay_that_cannot_be_stored_is_not_counted() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[delay]\nduration = \"1h\"\nexternal_mail = true\n",
+        one_window(1)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let held_dir = ts.data_dir.join("spool").join("held");
+    std::fs::remove_dir_all(&held_dir).unwrap();
+    std::fs::write(&held_dir, b"not a directory\n").unwrap();
+    let from = "app@sys.example";
+    let m = text_mail(from, "u@d.example", "s", "b\r\n");
+    for _ in 0..2 {
+        let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+        assert!(e.contains("451") && e.contains("4.3.5"), "{e}");
+    }
+    std::fs::remove_file(&held_dir).unwrap();
+    std::fs::create_dir(&held_dir).unwrap();
+    let Outcome::Held(id) = send_one(ts.smtp, from, "u@d.example", &m).await else {
+        panic!("external mail was not delayed");
+    };
+    let e = entry(&ts, &id);
+    assert!(e.release_after.is_some(), "{:?}", e.reasons);
+    assert!(!reasons(&e).contains(&"sender_rate"), "{:?}", e.reasons);
+    assert!(brakes(&ts).await.is_empty());
+    ts.stop().await;
+}
+
 /// `[delay] external_mail = true`: mail to an internal domain flows at once, mail with an
 /// external recipient waits the delay, then goes.
 #[tokio::test(flavor = "multi_thread")]
