@@ -1105,6 +1105,94 @@ async fn restart_keeps_the_counts_and_the_brake() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #9: `kill -9` of the real binary, twice. Counts written by the periodic
+/// snapshot (every 2 s) survive the first kill; the brake, flushed when it opens, survives
+/// the second one right after the trip.
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_and_the_brake_survive_kill_9() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pol = policy_dir(&one_window(5));
+    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = format!(
+        "[server]\nlisten = [\"{smtp}\"]\nhostname = \"mailbrake.test\"\ndata_dir = {data:?}\n\
+         policies = {pol:?}\n\n[limits]\nmin_free_space = \"1MiB\"\n\n\
+         [admin]\nlisten = \"{admin}\"\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
+         [upstream]\nurl = \"{url}\"\n",
+        data = data.display().to_string(),
+        pol = pol.path().display().to_string(),
+        url = sink.url(),
+    );
+    let cfg = dir.path().join("mailbrake.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let from = "app@school.example";
+    let mail = |i: usize| {
+        let to = format!("s{i}@home{i}.example");
+        (text_mail(from, &to, "連絡", "明日は休校です。\r\n"), to)
+    };
+    let breakers = || {
+        cli(vec![
+            "breaker".into(),
+            "list".into(),
+            "--json".into(),
+            "--admin".into(),
+            admin.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ])
+    };
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve1.log"));
+    child.wait_ready(smtp).await;
+    for i in 0..3 {
+        let (m, to) = mail(i);
+        assert_eq!(send_one(smtp, from, &to, &m).await, Outcome::Forwarded);
+    }
+    // The next snapshot (every 2 s) and sled's own flush.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    child.kill();
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve2.log"));
+    child.wait_ready(smtp).await;
+    let mut outs = Vec::new();
+    for i in 3..6 {
+        let (m, to) = mail(i);
+        outs.push(send_one(smtp, from, &to, &m).await);
+    }
+    assert_eq!(
+        forwarded(&outs),
+        2,
+        "the 3 counted before the kill were lost: {outs:?} / {}",
+        child.log_tail()
+    );
+    assert!(matches!(outs[2], Outcome::Held(_)), "{outs:?}");
+    child.kill();
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve3.log"));
+    child.wait_ready(smtp).await;
+    let (code, out, err) = breakers().await;
+    assert_eq!(code, 0, "{err} / {}", child.log_tail());
+    let b: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(b.len(), 1, "{out}");
+    assert_eq!(
+        (b[0]["sender"].as_str(), b[0]["reason"].as_str()),
+        (Some(from), Some("sender_rate"))
+    );
+    let (m, to) = mail(9);
+    assert!(
+        matches!(send_one(smtp, from, &to, &m).await, Outcome::Held(_)),
+        "forwarded after kill -9 although the brake is open"
+    );
+    assert_eq!(sink.count(), 5);
+    child.kill();
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Delay.
 
