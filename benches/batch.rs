@@ -46,13 +46,19 @@ fn bench(c: &mut Criterion) {
         let t0 = 1_800_000_000u64;
         // The history, spread over the last ten minutes (inside every window).
         for i in 0..history {
-            batches.observe(&policy, &envelope(i), &[i, i + 1], t0 + i * 600 / history);
+            batches.observe(
+                &policy,
+                &envelope(i),
+                &[i, i + 1],
+                &[],
+                t0 + i * 600 / history,
+            );
         }
         let mut i = history;
         g.bench_with_input(BenchmarkId::from_parameter(history), &history, |b, _| {
             b.iter(|| {
                 i += 1;
-                black_box(batches.observe(&policy, &envelope(i), &[i, i + 1], t0 + 600));
+                black_box(batches.observe(&policy, &envelope(i), &[i, i + 1], &[], t0 + 600));
             })
         });
     }

@@ -45,7 +45,7 @@ fn main() {
                 auth_user: None,
                 tls: false,
             };
-            batches.observe(&policy, &env, &[s * 10 + m], t0 + m * 60);
+            batches.observe(&policy, &env, &[s * 10 + m], &[], t0 + m * 60);
         }
     }
     let observed = start.elapsed();

@@ -342,8 +342,13 @@ pub struct NotifyConfig {
     pub from: Option<String>,
     /// Who to contact for a release, as written in the notice.
     pub contact: String,
-    /// Notices per sender per hour (a brake holding thousands sends only a few).
+    /// Notices per sender per hour (a brake holding thousands sends only a few). The sender
+    /// is the sender identity of the batch checks (the AUTH user, else the envelope sender),
+    /// so per-message return addresses (VERP) share one allowance.
     pub max_per_sender_per_hour: u32,
+    /// Notices per hour in all, whatever the senders (many senders held at once must not
+    /// turn mailbrake into a mail flood of its own).
+    pub max_per_hour: u32,
 }
 
 impl Default for NotifyConfig {
@@ -353,6 +358,7 @@ impl Default for NotifyConfig {
             from: None,
             contact: "your mail administrator".to_string(),
             max_per_sender_per_hour: 3,
+            max_per_hour: 100,
         }
     }
 }
@@ -770,6 +776,7 @@ mod tests {
             missing.is_empty(),
             "deploy/mailbrake.toml does not mention: {missing:?}"
         );
+        assert_eq!(c.notify.max_per_hour, d.notify.max_per_hour);
     }
 
     #[test]

@@ -27,14 +27,40 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// The sender identity used for per-sender state: the authenticated user if any, else the
-    /// envelope sender with its domain lower-cased (`<>` for the null sender).
+    /// The sender as the quarantine records it: the authenticated user if any, else the
+    /// envelope sender with its domain lower-cased (`<>` for the null sender). The batch
+    /// checks use [`sender_key`] with the policy's subaddress delimiters.
     pub fn sender_key(&self) -> String {
-        match &self.auth_user {
-            Some(user) => format!("user:{user}"),
-            None if self.mail_from.is_empty() => "<>".to_string(),
-            None => normalize_address(&self.mail_from),
-        }
+        sender_key(self.auth_user.as_deref(), &self.mail_from, "")
+    }
+}
+
+/// The sender identity of the batch checks (windows, surges, brakes, overrides, notices):
+/// `user:NAME` for an authenticated session, else the envelope sender with its domain
+/// lower-cased (IDNA) and its local part cut at the first of `delimiters` (a subaddress or
+/// VERP tag: with `+`, `bounce+123@x.example` is `bounce@x.example`); `<>` for the null
+/// sender. The local part keeps its case (RFC 5321 §2.4: it may be case-sensitive).
+pub fn sender_key(auth_user: Option<&str>, mail_from: &str, delimiters: &str) -> String {
+    match auth_user {
+        Some(user) => format!("user:{user}"),
+        None if mail_from.is_empty() => "<>".to_string(),
+        None => strip_subaddress(&normalize_address(mail_from), delimiters),
+    }
+}
+
+/// `local+tag@domain` → `local@domain` for each delimiter in `delimiters` (the first one
+/// found cuts). A quoted local part, one that would become empty, or an address without `@`
+/// is returned unchanged.
+pub fn strip_subaddress(addr: &str, delimiters: &str) -> String {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return addr.to_string();
+    };
+    if delimiters.is_empty() || local.starts_with('"') {
+        return addr.to_string();
+    }
+    match local.find(|c| delimiters.contains(c)) {
+        Some(cut) if cut > 0 => format!("{}@{domain}", &local[..cut]),
+        _ => addr.to_string(),
     }
 }
 
@@ -85,6 +111,30 @@ mod tests {
         assert_eq!(normalize_domain("例え.テスト"), "xn--r8jz45g.xn--zckzah");
         assert_eq!(domain_of("a@B.jp"), Some("b.jp".to_string()));
         assert_eq!(domain_of("postmaster"), None);
+    }
+
+    #[test]
+    fn sender_keys_drop_the_subaddress() {
+        assert_eq!(
+            sender_key(None, "bounce+123@Lists.Example", "+"),
+            "bounce@lists.example"
+        );
+        assert_eq!(
+            sender_key(None, "bounce+1-2@x.example", "-+"),
+            "bounce@x.example"
+        );
+        assert_eq!(
+            sender_key(None, "bounce+1@x.example", ""),
+            "bounce+1@x.example"
+        );
+        assert_eq!(sender_key(None, "+only@x.example", "+"), "+only@x.example");
+        assert_eq!(
+            sender_key(None, "\"a+b\"@x.example", "+"),
+            "\"a+b\"@x.example"
+        );
+        assert_eq!(sender_key(None, "App+x@x.example", "+"), "App@x.example");
+        assert_eq!(sender_key(Some("web+app"), "a+b@x", "+"), "user:web+app");
+        assert_eq!(sender_key(None, "", "+"), "<>");
     }
 
     #[test]

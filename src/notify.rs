@@ -12,7 +12,14 @@ use crate::verdict::HoldReason;
 pub struct Notifier {
     cfg: NotifyConfig,
     hostname: String,
-    sent: Mutex<HashMap<String, VecDeque<u64>>>,
+    sent: Mutex<Sent>,
+}
+
+/// Notice times (Unix seconds) of the last hour: per sender identity, and in all.
+#[derive(Default)]
+struct Sent {
+    by_sender: HashMap<String, VecDeque<u64>>,
+    all: VecDeque<u64>,
 }
 
 /// Operator-facing words for a reason.
@@ -42,7 +49,7 @@ impl Notifier {
         Notifier {
             cfg,
             hostname: hostname.to_string(),
-            sent: Mutex::new(HashMap::new()),
+            sent: Mutex::new(Sent::default()),
         }
     }
 
@@ -50,23 +57,34 @@ impl Notifier {
         self.cfg.enabled
     }
 
-    /// Takes a notice slot for `sender` (at most `max_per_sender_per_hour`).
+    /// Takes a notice slot for the sender identity `sender` (at most
+    /// `max_per_sender_per_hour`, and at most `max_per_hour` for all senders together).
     pub fn take_slot(&self, sender: &str, now: u64) -> bool {
         let mut sent = match self.sent.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if sent.len() > 100_000 {
-            sent.retain(|_, q| q.back().is_some_and(|t| now.saturating_sub(*t) < 3600));
+        let sent = &mut *sent;
+        let expired = |q: &mut VecDeque<u64>| {
+            while q.front().is_some_and(|t| now.saturating_sub(*t) >= 3600) {
+                q.pop_front();
+            }
+        };
+        expired(&mut sent.all);
+        if sent.all.len() >= self.cfg.max_per_hour as usize {
+            return false;
         }
-        let q = sent.entry(sender.to_string()).or_default();
-        while q.front().is_some_and(|t| now.saturating_sub(*t) >= 3600) {
-            q.pop_front();
+        if sent.by_sender.len() > 100_000 {
+            sent.by_sender
+                .retain(|_, q| q.back().is_some_and(|t| now.saturating_sub(*t) < 3600));
         }
+        let q = sent.by_sender.entry(sender.to_string()).or_default();
+        expired(q);
         if q.len() >= self.cfg.max_per_sender_per_hour as usize {
             return false;
         }
         q.push_back(now);
+        sent.all.push_back(now);
         true
     }
 
@@ -122,6 +140,7 @@ mod tests {
                 from: None,
                 contact: "it@corp.example".into(),
                 max_per_sender_per_hour: 2,
+                max_per_hour: 100,
             },
             "relay.test",
         );
@@ -143,5 +162,27 @@ mod tests {
                 && m.contains("Auto-Submitted: auto-generated")
         );
         assert!(m.contains("From: mailbrake <mailbrake@relay.test>"));
+    }
+
+    /// The global cap: many senders, each under its own limit, still get at most
+    /// `max_per_hour` notices in all; slots come back as the hour slides.
+    #[test]
+    fn global_cap_over_all_senders() {
+        let n = Notifier::new(
+            NotifyConfig {
+                enabled: true,
+                from: None,
+                contact: "it@corp.example".into(),
+                max_per_sender_per_hour: 2,
+                max_per_hour: 3,
+            },
+            "relay.test",
+        );
+        assert!(n.take_slot("user:a", 10) && n.take_slot("b@x", 11) && n.take_slot("c@x", 12));
+        assert!(!n.take_slot("d@x", 13), "a 4th notice in the hour");
+        assert!(!n.take_slot("user:a", 14));
+        // A refused notice takes no slot: d@x gets the first one that frees up.
+        assert!(n.take_slot("d@x", 10 + 3600));
+        assert!(!n.take_slot("e@x", 10 + 3600));
     }
 }

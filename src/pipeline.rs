@@ -4,8 +4,9 @@
 //! `250` is sent only when the upstream accepted the message (its own reply is passed on) or
 //! when the quarantine has made it durable (`250 2.0.0 Ok: held as <id>`, also for timed
 //! holds). Any storage failure answers `451 4.3.5`; inspection that cannot finish holds as
-//! `uninspectable`. A message that is not sent after all (upstream 4xx, policy reject) is
-//! taken back out of the sender's windows, so a retry is counted once.
+//! `uninspectable`. The sender's windows count only mail that leaves: a held or rejected
+//! message is never counted (a held one counts when it is released), and a forward the
+//! upstream did not take (4xx, 5xx) is taken back out, so a retry is counted once.
 //! Every message ends in exactly one `info` log event with its id, verdict and reasons.
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use crate::quarantine::{Begin, Entry, QuarantineError, unix_now};
 use crate::relay::DeliveryError;
 use crate::server::App;
 use crate::smtp::reply::{self, Reply};
-use crate::verdict::{Decision, HoldReason, Verdict};
+use crate::verdict::{Action, Decision, HoldReason, Verdict};
 
 /// Inspects `message` off the async workers, within the inspection deadline, except a small
 /// plain-text message ([`inspect::mime_prescan::text_only`]), which is inspected in place.
@@ -78,7 +79,9 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
     let policy = app.policy();
     let report = inspect_bounded(app, Arc::clone(&policy), &envelope, &message).await;
     let now = unix_now();
-    let mut obs = app.batches.observe(&policy, &envelope, &report.tokens, now);
+    let mut obs = app
+        .batches
+        .observe(&policy, &envelope, &report.tokens, &report.findings, now);
     let mut findings = report.findings;
     findings.append(&mut obs.findings);
     let mut verdict = policy.decide(findings);
@@ -86,8 +89,9 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
         .rcpt_to
         .iter()
         .any(|r| domain_of(r).is_some_and(|d| !is_internal(&d, &policy.internal_domains)));
-    // A message to be forwarded with To/Cc undisclosed keeps that rewrite when it is delayed.
-    let undisclose = verdict.decision == Decision::Bcc;
+    // A `bcc` finding means "never send these To/Cc visible": a message held or delayed for
+    // another reason keeps that rewrite for its release (monitor mode forwards unchanged).
+    let undisclose = !verdict.monitor && verdict.findings.iter().any(|f| f.action == Action::Bcc);
     if !verdict.monitor
         && matches!(verdict.decision, Decision::Forward | Decision::Bcc)
         && policy.delay.external_mail
@@ -98,7 +102,7 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
     count_decision(app, &verdict);
     if let Some(r) = app.batches.after_verdict(&policy, &obs, &verdict, now) {
         app.metrics.breaker_trips_total.inc();
-        tracing::warn!(sender = %envelope.sender_key().escape_debug(), reason = r.as_str(), id = %id,
+        tracing::warn!(sender = %policy.sender.key(&envelope).escape_debug(), reason = r.as_str(), id = %id,
             "sender brake opened: everything from this sender is held until `mailbrake breaker reset`");
     }
     let subject = report.subject;
@@ -126,21 +130,15 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 subject,
                 report.implicated,
                 None,
+                undisclose,
             )
             .await;
-            if !r.is_positive() {
-                app.batches.undo(&obs);
-            }
+            // A held message was never counted (it counts if and when it is released).
             r
         }
         Decision::Delay => {
             let until = now + policy.delay.duration.as_secs();
-            let message = if undisclose {
-                Arc::new(crate::rewrite::undisclosed_recipients(&message))
-            } else {
-                message
-            };
-            hold(
+            let r = hold(
                 app,
                 id,
                 envelope,
@@ -149,11 +147,16 @@ pub async fn process(app: &Arc<App>, id: String, envelope: Envelope, message: Ve
                 subject,
                 Vec::new(),
                 Some(until),
+                undisclose,
             )
-            .await
+            .await;
+            // Counted as leaving; not stored after all (451): take it back for the retry.
+            if !r.is_positive() {
+                app.batches.undo(&obs);
+            }
+            r
         }
         Decision::Reject => {
-            app.batches.undo(&obs);
             app.metrics
                 .messages_total
                 .with_label_values(&["reject"])
@@ -188,11 +191,9 @@ fn count_decision(app: &App, v: &Verdict) {
     }
 }
 
+/// Forwards upstream and answers with the upstream's reply. `messages_total` counts what the
+/// client was told: `forward` (2xx), `tempfail` (4xx: not sent, retry), `reject` (5xx).
 async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &Verdict) -> Reply {
-    app.metrics
-        .messages_total
-        .with_label_values(&["forward"])
-        .inc();
     let started = Instant::now();
     let result = app.relay.deliver(id, env, message).await;
     app.metrics
@@ -214,6 +215,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["ok"])
                 .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["forward"])
+                .inc();
             tracing::info!(id = %id, verdict = how, monitor_would = ?monitor_reasons,
                 rcpts = env.rcpt_to.len(), size = message.len(), upstream = %r, "message forwarded");
             r
@@ -223,6 +228,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
                 .upstream_requests_total
                 .with_label_values(&["tempfail"])
                 .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["tempfail"])
+                .inc();
             tracing::warn!(id = %id, verdict = how, reply = %r, "upstream failed temporarily; client told to retry");
             r
         }
@@ -230,6 +239,10 @@ async fn forward(app: &App, id: &str, env: &Envelope, message: &[u8], verdict: &
             app.metrics
                 .upstream_requests_total
                 .with_label_values(&["permfail"])
+                .inc();
+            app.metrics
+                .messages_total
+                .with_label_values(&["reject"])
                 .inc();
             tracing::info!(id = %id, verdict = how, reply = %r, "upstream refused the message");
             r
@@ -247,10 +260,12 @@ async fn hold(
     subject: Option<String>,
     implicated: Vec<String>,
     release_after: Option<u64>,
+    undisclose_on_release: bool,
 ) -> Reply {
     let rcpts = envelope.rcpt_to.len();
     let size = message.len();
     let sender = envelope.mail_from.clone();
+    let sender_key = app.policy().sender.key(&envelope);
     let meta = SpoolMeta {
         id: id.clone(),
         envelope,
@@ -260,6 +275,7 @@ async fn hold(
         subject,
         release_after,
         attachments: implicated,
+        undisclose_on_release,
     };
     match app.quarantine.hold(meta, message).await {
         Ok(entry) => {
@@ -275,7 +291,7 @@ async fn hold(
             app.batches.known.add(&entry.attachments);
             tracing::info!(id = %id, verdict = kind, reasons = ?names(&verdict.reasons), rcpts, size, "message held");
             if release_after.is_none() {
-                notify(app, &id, &sender, &verdict.reasons, rcpts);
+                notify(app, &id, &sender, &sender_key, &verdict.reasons, rcpts);
             }
             Reply::new(250, format!("2.0.0 Ok: held as {id}"))
         }
@@ -290,15 +306,21 @@ async fn hold(
     }
 }
 
-/// Sends the hold notice in the background (the client's 250 does not wait for it).
-fn notify(app: &Arc<App>, id: &str, sender: &str, reasons: &[HoldReason], rcpts: usize) {
+/// Sends the hold notice to the envelope `sender` in the background (the client's 250 does
+/// not wait for it), rate limited by the sender identity `sender_key` (the AUTH user, else
+/// the envelope sender: per-message return addresses share one allowance).
+fn notify(
+    app: &Arc<App>,
+    id: &str,
+    sender: &str,
+    sender_key: &str,
+    reasons: &[HoldReason],
+    rcpts: usize,
+) {
     if !app.notifier.enabled() || sender.is_empty() {
         return;
     }
-    if !app
-        .notifier
-        .take_slot(&crate::envelope::normalize_address(sender), unix_now())
-    {
+    if !app.notifier.take_slot(sender_key, unix_now()) {
         app.metrics
             .notices_total
             .with_label_values(&["suppressed"])
@@ -364,8 +386,14 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
         Begin::Ready(t) => t,
     };
     let env = ticket.meta.envelope.clone();
+    // The bcc decision the message was held with still holds when it is released.
+    let rewritten = ticket
+        .meta
+        .undisclose_on_release
+        .then(|| crate::rewrite::undisclosed_recipients(&ticket.body));
+    let body = rewritten.as_deref().unwrap_or(&ticket.body);
     let started = Instant::now();
-    let result = app.relay.deliver(id, &env, &ticket.body).await;
+    let result = app.relay.deliver(id, &env, body).await;
     app.metrics
         .upstream_duration_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -376,6 +404,11 @@ pub async fn release(app: &App, id: &str) -> Result<ReleaseOutcome, QuarantineEr
                 .with_label_values(&["ok"])
                 .inc();
             app.metrics.releases_total.with_label_values(&["ok"]).inc();
+            // It left now: it counts in the sender's windows (a timed hold was counted when
+            // it was accepted).
+            if ticket.meta.release_after.is_none() {
+                app.batches.count_released(&app.policy(), &env, unix_now());
+            }
             let detail = r.to_string();
             let entry = app.quarantine.finish_release(ticket, &detail)?;
             app.batches.known.remove(&entry.attachments);
@@ -430,10 +463,47 @@ pub fn delete(app: &App, id: &str) -> Result<Entry, QuarantineError> {
 }
 
 /// Sends the timed holds that are due (called by the housekeeping loop). A failed send stays
-/// held and is tried again a minute later.
+/// held and is tried again a minute later. A message whose sender's brake is open now (it
+/// opened after the delay started) is not sent: it becomes a `breaker_open` hold.
 pub async fn release_due(app: &App) {
     let now = unix_now();
     for id in app.quarantine.due(now) {
+        let policy = app.policy();
+        if let Ok(e) = app.quarantine.get(&id)
+            && let key = policy.sender.key_of(e.auth_user.as_deref(), &e.from)
+            && let Some(b) = app.batches.breakers.get(&key, now)
+        {
+            let finding = crate::verdict::Finding {
+                reason: HoldReason::BreakerOpen,
+                action: Action::Hold,
+                summary: format!(
+                    "the sender's brake opened ({}) while this message was delayed: it is held until released by hand",
+                    b.reason
+                ),
+                location: "sender".into(),
+                count: None,
+                columns: Vec::new(),
+            };
+            match app
+                .quarantine
+                .cancel_delay(&id, HoldReason::BreakerOpen, finding)
+            {
+                Ok(_) => {
+                    app.batches.breakers.note_held(&key);
+                    app.metrics
+                        .holds_total
+                        .with_label_values(&[HoldReason::BreakerOpen.as_str(), "enforce"])
+                        .inc();
+                    tracing::info!(id = %id, verdict = "hold", reasons = ?[HoldReason::BreakerOpen.as_str()],
+                        "delayed message not sent: the sender's brake is open");
+                }
+                Err(err) => {
+                    tracing::warn!(id = %id, error = %err, "cannot turn a delayed message into a hold; trying again later");
+                    app.quarantine.postpone(&id, now + 60);
+                }
+            }
+            continue;
+        }
         match release(app, &id).await {
             Ok(o) if o.released => tracing::info!(id = %id, "delayed message sent"),
             Ok(_) | Err(_) => app.quarantine.postpone(&id, now + 60),

@@ -116,17 +116,20 @@ pub struct SenderOverride {
 }
 
 impl SenderOverride {
-    /// True when this override applies to `sender` (a sender key: `user:x` or an address).
-    pub fn matches(&self, sender: &str) -> bool {
+    /// True when this override applies to `sender` (a sender key: `user:x` or an address,
+    /// see [`SenderRules::key`]). An address pattern is compared as a sender key too
+    /// (domain lower-cased, subaddress cut at `delimiters`).
+    pub fn matches(&self, sender: &str, delimiters: &str) -> bool {
         let p = self.pattern.trim();
         if let Some(user) = p.strip_prefix("user:") {
             return sender.strip_prefix("user:") == Some(user);
         }
         if let Some(domain) = p.strip_prefix('@') {
             let domain = crate::envelope::normalize_domain(domain);
-            return crate::envelope::domain_of(sender).is_some_and(|d| d == domain);
+            return !sender.starts_with("user:")
+                && crate::envelope::domain_of(sender).is_some_and(|d| d == domain);
         }
-        crate::envelope::normalize_address(p) == sender
+        crate::envelope::sender_key(None, p, delimiters) == sender
     }
 }
 
@@ -140,6 +143,9 @@ pub struct SenderRules {
     pub batch_min_messages: u64,
     /// What a window or surge trip does to the message that trips it.
     pub action: Action,
+    /// The envelope sender's local part is cut at the first of these characters, so
+    /// `bounce+1@x` and `bounce+2@x` (subaddresses, VERP) are one sender. `""`: off.
+    pub subaddress_delimiters: String,
     pub overrides: Vec<SenderOverride>,
 }
 
@@ -160,15 +166,38 @@ impl Default for SenderRules {
             surge: SurgeRule::default(),
             batch_min_messages: 5,
             action: Action::Hold,
+            subaddress_delimiters: "+".into(),
             overrides: Vec::new(),
         }
     }
 }
 
 impl SenderRules {
-    /// The override for `sender`, if any (the first that matches).
+    /// The override for `sender` (a sender key), if any (the first that matches).
     pub fn override_for(&self, sender: &str) -> Option<&SenderOverride> {
-        self.overrides.iter().find(|o| o.matches(sender))
+        self.overrides
+            .iter()
+            .find(|o| o.matches(sender, &self.subaddress_delimiters))
+    }
+
+    /// The sender identity of `env` for the batch checks (see [`crate::envelope::sender_key`]).
+    pub fn key(&self, env: &crate::envelope::Envelope) -> String {
+        self.key_of(env.auth_user.as_deref(), &env.mail_from)
+    }
+
+    /// The sender identity of an authenticated user / envelope sender.
+    pub fn key_of(&self, auth_user: Option<&str>, mail_from: &str) -> String {
+        crate::envelope::sender_key(auth_user, mail_from, &self.subaddress_delimiters)
+    }
+
+    /// A sender as an operator types it (`breaker reset SENDER`): `user:NAME` and `<>` as
+    /// they are, an address as a sender key.
+    pub fn key_of_typed(&self, typed: &str) -> String {
+        if typed.starts_with("user:") || typed == "<>" {
+            typed.to_string()
+        } else {
+            self.key_of(None, typed)
+        }
     }
 }
 
@@ -510,6 +539,48 @@ impl Policy {
                 "internal_domains: each entry must be a domain such as example.co.jp".into(),
             ));
         }
+        if let Some(c) = self
+            .sender
+            .subaddress_delimiters
+            .chars()
+            .find(|c| !c.is_ascii_punctuation() || matches!(c, '@' | '"' | '.'))
+        {
+            return Err(PolicyError::Invalid(format!(
+                "sender.subaddress_delimiters: {c:?} cannot separate a subaddress (use characters such as \"+\" or \"-\", or \"\" for none)"
+            )));
+        }
+        // `bcc` rewrites To/Cc: it answers only the visible_recipients finding. Elsewhere it
+        // would forward the very content a rule was written to stop.
+        let actions = [
+            ("recipients.action", self.recipients.action),
+            ("personal_data.action", self.personal_data.action),
+            ("address_list.action", self.address_list.action),
+            ("my_number.action", self.my_number.action),
+            ("credentials.action", self.credentials.action),
+            (
+                "credentials.single_pair_action",
+                self.credentials.single_pair_action,
+            ),
+            ("uninspectable.action", self.uninspectable.action),
+            (
+                "uninspectable.no_text_action",
+                self.uninspectable.no_text_action,
+            ),
+            ("sender.action", self.sender.action),
+            ("known_attachment.action", self.known_attachment.action),
+            ("cross_recipient.action", self.cross_recipient.action),
+        ];
+        let bcc: Vec<&str> = actions
+            .iter()
+            .filter(|(_, a)| *a == Action::Bcc)
+            .map(|(k, _)| *k)
+            .collect();
+        if !bcc.is_empty() {
+            return Err(PolicyError::Invalid(format!(
+                "{}: action \"bcc\" is only valid for visible_recipients.action (it rewrites To/Cc and forwards the message); use \"hold\", \"delay\", \"reject\" or \"warn\"",
+                bcc.join(", ")
+            )));
+        }
         if self.recipients.max_envelope == 0 || self.visible_recipients.max_external_addresses == 0
         {
             return Err(PolicyError::Invalid(
@@ -520,17 +591,32 @@ impl Policy {
         Ok(())
     }
 
-    /// Findings → verdict. The strongest action among the findings wins; in monitor mode
-    /// the message is forwarded whatever the policy decided.
-    pub fn decide(&self, findings: Vec<Finding>) -> Verdict {
-        let strongest = findings.iter().map(|f| f.action).max();
-        let policy_decision = match strongest {
+    /// The decision the strongest action asks for.
+    fn decision_of(strongest: Option<Action>) -> Decision {
+        match strongest {
             Some(Action::Reject) => Decision::Reject,
             Some(Action::Hold) => Decision::Hold,
             Some(Action::Delay) => Decision::Delay,
             Some(Action::Bcc) => Decision::Bcc,
             Some(Action::Warn) | None => Decision::Forward,
-        };
+        }
+    }
+
+    /// True when [`Policy::decide`] on these findings lets the message leave (forward, bcc,
+    /// or delay, then send); false for hold and reject. Monitor mode lets everything go.
+    pub fn lets_go<'a>(&self, findings: impl Iterator<Item = &'a Finding>) -> bool {
+        self.mode == Mode::Monitor
+            || !matches!(
+                Policy::decision_of(findings.map(|f| f.action).max()),
+                Decision::Hold | Decision::Reject
+            )
+    }
+
+    /// Findings → verdict. The strongest action among the findings wins; in monitor mode
+    /// the message is forwarded whatever the policy decided.
+    pub fn decide(&self, findings: Vec<Finding>) -> Verdict {
+        let strongest = findings.iter().map(|f| f.action).max();
+        let policy_decision = Policy::decision_of(strongest);
         let mut reasons: Vec<HoldReason> = findings
             .iter()
             .filter(|f| Some(f.action) == strongest && f.action != Action::Warn)
@@ -611,6 +697,24 @@ mod tests {
         assert!(p.sender.override_for("x@sub.apps.example").is_none());
         assert!(p.sender.override_for("user:webapp").is_some());
         assert!(p.sender.override_for("webapp@x.example").is_none());
+        // An address pattern with a subaddress is the sender key without it.
+        let p = Policy::parse(&format!(
+            "{BUILTIN_DEFAULT}\n[[sender.overrides]]\nmatch = \"bounce+x@Lists.Example\"\nexempt = true\n"
+        ))
+        .unwrap();
+        assert!(
+            p.sender
+                .override_for(&p.sender.key_of(None, "bounce+123@lists.example"))
+                .is_some_and(|o| o.exempt)
+        );
+        // A domain pattern never matches an AUTH user's key.
+        assert!(p.sender.override_for("user:x@lists.example").is_none());
+        let err = Policy::parse(&BUILTIN_DEFAULT.replace(
+            "subaddress_delimiters = \"+\"",
+            "subaddress_delimiters = \"@\"",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("subaddress_delimiters"), "{err}");
     }
 
     /// The shipped file and the compiled-in defaults of the content rules agree, so a policy
@@ -710,6 +814,44 @@ mod tests {
         assert_eq!(p.internal_domains, vec!["example.co.jp".to_string()]);
         // Keys not named in b.toml keep their default.
         assert!(p.recipients.max_external_domains > 0);
+    }
+
+    /// `bcc` rewrites To/Cc: only `visible_recipients` may ask for it.
+    #[test]
+    fn bcc_is_refused_outside_visible_recipients() {
+        for (section, key) in [
+            ("credentials", "action"),
+            ("credentials", "single_pair_action"),
+            ("personal_data", "action"),
+            ("recipients", "action"),
+            ("sender", "action"),
+            ("known_attachment", "action"),
+            ("cross_recipient", "action"),
+            ("uninspectable", "no_text_action"),
+        ] {
+            let err = Policy::from_tables(vec![
+                (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+                (
+                    PathBuf::from("b.toml"),
+                    &format!("[{section}]\n{key} = \"bcc\"\n"),
+                ),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!("{section}.{key}")) && err.contains("visible_recipients"),
+                "{err}"
+            );
+        }
+        let p = Policy::from_tables(vec![
+            (PathBuf::from("a.toml"), BUILTIN_DEFAULT),
+            (
+                PathBuf::from("b.toml"),
+                "[visible_recipients]\naction = \"bcc\"\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(p.visible_recipients.action, Action::Bcc);
     }
 
     #[test]

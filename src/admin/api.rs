@@ -180,7 +180,7 @@ struct ResetBody {
 }
 
 async fn breaker_reset(State(app): State<Arc<App>>, Json(body): Json<ResetBody>) -> Response {
-    match app.batches.reset(body.sender.trim()) {
+    match app.batches.reset(&app.policy(), body.sender.trim()) {
         Some(b) => {
             tracing::info!(sender = %b.sender.escape_debug(), reason = b.reason.as_str(), held_since = b.held_since, "sender brake reset");
             Json(json!({ "reset": b })).into_response()

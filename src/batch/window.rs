@@ -212,6 +212,29 @@ impl Windows {
         }
     }
 
+    /// The totals of every window (policy order) at `now` if one more message with
+    /// `recipients` recipients in `domains` (distinct) were counted — without counting it.
+    pub fn with_one_more(&mut self, now: u64, recipients: u32, domains: &[u64]) -> Vec<Totals> {
+        let cur = now / self.step;
+        self.advance(cur);
+        self.spans
+            .iter()
+            .zip(&self.cursors)
+            .map(|(span, c)| {
+                let oldest = cur.saturating_sub(span - 1);
+                let new_domains = domains
+                    .iter()
+                    .filter(|d| self.domains.get(d).is_none_or(|&p| p < oldest))
+                    .count() as u64;
+                Totals {
+                    messages: c.messages + 1,
+                    recipients: c.recipients + u64::from(recipients),
+                    domains: c.domains + new_domains,
+                }
+            })
+            .collect()
+    }
+
     /// Takes back a message counted at `mark` (in the windows that still hold its bucket).
     pub fn undo(&mut self, mark: Mark) {
         self.prepare();
@@ -260,6 +283,45 @@ impl Windows {
     }
 }
 
+/// Messages a sender *tried* to send in its shortest window, held ones included: whether it
+/// is "in a batch" (a content hold then opens its brake). Buckets as in [`Windows`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Attempts {
+    step: u64,
+    span: u64,
+    /// (bucket, messages), oldest first.
+    buckets: VecDeque<(u64, u32)>,
+}
+
+impl Attempts {
+    /// Counts one message and returns the messages in the window of `width` seconds.
+    pub fn add(&mut self, now: u64, width: u64) -> u64 {
+        let step = (width.max(1) / BUCKETS).max(1);
+        let span = (width / step).max(1);
+        if (step, span) != (self.step, self.span) {
+            *self = Attempts {
+                step,
+                span,
+                buckets: VecDeque::new(),
+            };
+        }
+        let cur = now / step;
+        let oldest = cur.saturating_sub(span - 1);
+        while self.buckets.front().is_some_and(|(i, _)| *i < oldest) {
+            self.buckets.pop_front();
+        }
+        match self.buckets.back_mut() {
+            Some((i, n)) if *i == cur => *n = n.saturating_add(1),
+            _ => self.buckets.push_back((cur, 1)),
+        }
+        self.buckets.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+    }
+}
+
 /// A sender's usual hourly volume, learned as a decayed average (`sender_surge`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Surge {
@@ -303,20 +365,31 @@ impl Surge {
         self.count = 0;
     }
 
-    /// Counts one message; returns this hour's count, the learned hourly average and the
-    /// hours of history. The average is bias-corrected (it starts from zero, so the raw
-    /// decayed sum under-states a young sender's usual volume): avg / (1 − aʰ).
-    pub fn add(&mut self, now: u64, half_life_hours: f64) -> (u64, f64, u32) {
+    /// This hour's count if one more message were counted (without counting it), the
+    /// learned hourly average and the hours of history. The average is bias-corrected (it
+    /// starts from zero, so the raw decayed sum under-states a young sender's usual volume):
+    /// avg / (1 − aʰ).
+    pub fn with_one_more(&mut self, now: u64, half_life_hours: f64) -> (u64, f64, u32) {
         self.roll(now, half_life_hours);
-        self.count += 1;
         let a = 0.5f64.powf(1.0 / half_life_hours.max(1.0));
         let weight = 1.0 - a.powi(i32::try_from(self.hours).unwrap_or(i32::MAX));
         let usual = if weight > 0.0 { self.avg / weight } else { 0.0 };
-        (self.count, usual, self.hours)
+        (self.count + 1, usual, self.hours)
     }
 
-    pub fn undo(&mut self) {
-        self.count = self.count.saturating_sub(1);
+    /// Counts one message (one that left); returns the hour it was counted in.
+    pub fn add(&mut self, now: u64, half_life_hours: f64) -> u64 {
+        self.roll(now, half_life_hours);
+        self.count += 1;
+        self.hour
+    }
+
+    /// Takes back a message counted in `hour` (nothing once that hour is over: it is
+    /// already part of the average).
+    pub fn undo(&mut self, hour: u64) {
+        if self.started && self.hour == hour {
+            self.count = self.count.saturating_sub(1);
+        }
     }
 
     /// Clears this hour's count (a brake reset); the learned average stays.
@@ -409,15 +482,61 @@ mod tests {
                 s.add(h * 3600 + m, hl);
             }
         }
-        let (count, avg, hours) = s.add(48 * 3600, hl);
+        let (count, avg, hours) = s.with_one_more(48 * 3600, hl);
         assert_eq!((count, hours), (1, 48));
         assert!((avg - 10.0).abs() < 0.01, "{avg}");
         // An hour of 200 messages is far above that usual.
-        for m in 1..200u64 {
+        for m in 0..200u64 {
             s.add(48 * 3600 + m, hl);
         }
-        let (count, avg, _) = s.add(48 * 3600 + 300, hl);
+        let (count, avg, _) = s.with_one_more(48 * 3600 + 300, hl);
         assert_eq!(count, 201);
         assert!(avg < 11.0);
+        // Asking does not count; a take-back counts only in its own hour.
+        assert_eq!(s.with_one_more(48 * 3600 + 301, hl).0, 201);
+        let hour = s.add(48 * 3600 + 302, hl);
+        s.undo(hour);
+        assert_eq!(s.with_one_more(48 * 3600 + 303, hl).0, 201);
+        s.undo(hour - 1);
+        assert_eq!(s.with_one_more(48 * 3600 + 304, hl).0, 201);
+    }
+
+    #[test]
+    fn one_more_is_what_add_would_make() {
+        let mut w = Windows::new(&[600, 3600]);
+        w.add(10_000, 2, &[1, 2]);
+        w.add(10_100, 1, &[3]);
+        // 700 s later domain 1, 2 and 3 left the 10-minute window, not the hour.
+        let t = w.with_one_more(10_800, 4, &[2, 9]);
+        let before = (w.totals(0, 10_800), w.totals(1, 10_800));
+        assert_eq!(
+            t,
+            [
+                Totals {
+                    messages: 1,
+                    recipients: 4,
+                    domains: 2
+                },
+                Totals {
+                    messages: 3,
+                    recipients: 7,
+                    domains: 4
+                }
+            ]
+        );
+        assert_eq!(before.1.messages, 2, "asking counted nothing");
+        w.add(10_800, 4, &[2, 9]);
+        assert_eq!((w.totals(0, 10_800), w.totals(1, 10_800)), (t[0], t[1]));
+    }
+
+    #[test]
+    fn attempts_slide() {
+        let mut a = Attempts::default();
+        for i in 0..5 {
+            assert_eq!(a.add(1_000 + i, 600), i + 1);
+        }
+        assert_eq!(a.add(1_000 + 600, 600), 1);
+        a.clear();
+        assert_eq!(a.add(1_000 + 601, 600), 1);
     }
 }

@@ -376,6 +376,38 @@ impl Quarantine {
         }
     }
 
+    /// Turns a timed hold into an ordinary hold (no automatic release) with one more reason
+    /// and its finding — a delayed message whose sender's brake opened meanwhile. The spool
+    /// file is unchanged; the index records the change (and wins over the spool's
+    /// `release_after` at start-up).
+    pub fn cancel_delay(
+        &self,
+        id: &str,
+        reason: HoldReason,
+        finding: crate::verdict::Finding,
+    ) -> Result<Entry, QuarantineError> {
+        let mut e = self.get(id)?;
+        if e.state != State::Held {
+            return Err(QuarantineError::NotHeld {
+                id: id.into(),
+                state: e.state.as_str(),
+            });
+        }
+        if lock(&self.releasing).contains(id) {
+            return Err(QuarantineError::Busy(id.to_string()));
+        }
+        e.release_after = None;
+        if !e.reasons.contains(&reason) {
+            e.reasons.push(reason);
+            e.reasons.sort();
+        }
+        e.findings.push(finding);
+        self.index.put(&e)?;
+        let _ = self.index.flush();
+        self.forget_delay(id);
+        Ok(e)
+    }
+
     fn forget_delay(&self, id: &str) {
         lock(&self.delayed).retain(|(_, i)| i != id);
     }
@@ -646,6 +678,7 @@ mod tests {
             findings: vec![],
             subject: None,
             release_after: None,
+            undisclose_on_release: false,
             attachments: vec![],
         }
     }

@@ -47,6 +47,11 @@ pub struct SpoolMeta {
     /// SHA-256 (hex) of the attachments a content finding pointed at ("known attachments").
     #[serde(default)]
     pub attachments: Vec<String>,
+    /// A `visible_recipients` finding asked for `bcc`, but the message was held or delayed:
+    /// the spool keeps the original (what the operator reviews), and a release — by hand or
+    /// when a delay is due — sends it with To/Cc made undisclosed, as a forward would have.
+    #[serde(default)]
+    pub undisclose_on_release: bool,
 }
 
 /// Why a spool file cannot be read.
@@ -240,6 +245,7 @@ mod tests {
             findings: vec![],
             subject: Some("s".into()),
             release_after: None,
+            undisclose_on_release: false,
             attachments: vec![],
         }
     }

@@ -399,6 +399,106 @@ async fn the_gauge_drops_when_the_cooldown_closes_the_brake() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #3: a cool-down shorter than the window. Before, the brake closed but the
+/// messages of the flood were still in the 10-minute window, so the next message was held
+/// as sender_rate at once; now a closed brake means the sender starts afresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_cooldown_the_sender_starts_afresh() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!("{}[brake]\ncooldown = \"3s\"\n", one_window(1)));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = trip_and_wait_out_cooldown(&ts).await;
+    let mail = text_mail(from, "u@d.example", "s", "b\r\n");
+    assert_eq!(
+        send_one(ts.smtp, from, "u@d.example", &mail).await,
+        Outcome::Forwarded,
+        "held after the cool-down: the flood was still counted"
+    );
+    // Counting goes on as usual: the window allows one.
+    let Outcome::Held(id) = send_one(ts.smtp, from, "u@d.example", &mail).await else {
+        panic!("two messages in a window of one");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["sender_rate"]);
+    assert_eq!(sink.count(), 2);
+    ts.stop().await;
+}
+
+/// Audit issue 4 #3: the windows count mail that left. Held messages (visible_recipients)
+/// leave the window's room to clean ones; a held message counts once it is released.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_mail_counts_only_when_released() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!("{}[brake]\non_rate = false\n", one_window(3)));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let clean = |from: &str, i: usize| {
+        let to = format!("u{i}@d{i}.example");
+        (text_mail(from, &to, "s", "b\r\n"), to)
+    };
+    let from = "news@publisher.example";
+    let mut outs = Vec::new();
+    let (m, to) = clean(from, 0);
+    outs.push(send_one(ts.smtp, from, &to, &m).await);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let Outcome::Held(id) = send_one(
+            ts.smtp,
+            from,
+            "member1@family1.example",
+            &incident2_message(),
+        )
+        .await
+        else {
+            panic!("incident 2 was forwarded");
+        };
+        held.push(id);
+    }
+    for i in 1..4 {
+        let (m, to) = clean(from, i);
+        outs.push(send_one(ts.smtp, from, &to, &m).await);
+    }
+    assert_eq!(
+        forwarded(&outs[..3]),
+        3,
+        "held mail filled the window: {outs:?}"
+    );
+    let Outcome::Held(id) = &outs[3] else {
+        panic!("a 4th message in a window of 3");
+    };
+    assert_eq!(reasons(&entry(&ts, id)), ["sender_rate"]);
+
+    // Another sender: two held messages released by hand count, so the window of 3 has
+    // room for one more clean message only.
+    let from = "editor@publisher.example";
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let Outcome::Held(id) = send_one(
+            ts.smtp,
+            from,
+            "member1@family1.example",
+            &incident2_message(),
+        )
+        .await
+        else {
+            panic!("incident 2 was forwarded");
+        };
+        ids.push(id);
+    }
+    for id in &ids {
+        let (code, out, err) = cli_at(&ts, &["quarantine", "release", id]).await;
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (m, to) = clean(from, 10);
+    assert_eq!(send_one(ts.smtp, from, &to, &m).await, Outcome::Forwarded);
+    let (m, to) = clean(from, 11);
+    let Outcome::Held(id) = send_one(ts.smtp, from, &to, &m).await else {
+        panic!("released mail was not counted");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["sender_rate"]);
+    ts.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Exact counting under concurrency.
 
@@ -476,6 +576,58 @@ async fn a_tempfailed_message_is_counted_once() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #8: an upstream that is not there answers the client `451 4.4.1`, and
+/// `messages_total` says tempfail, not forward; a 5xx from the upstream is a reject. The
+/// sender's window keeps room for the retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_failures_are_counted_as_what_the_client_was_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(1));
+    let mut c = config(
+        dir.path(),
+        Some(format!("smtp+plain://127.0.0.1:{}", free_port())),
+    );
+    c.server.policies = Some(pol.path().to_path_buf());
+    let mut ts = TestServer::start(c).await;
+    let from = "app@sys.example";
+    let m = text_mail(from, "u@d.example", "s", "b\r\n");
+    for _ in 0..2 {
+        let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+        assert!(e.contains("451") && e.contains("4.4.1"), "{e}");
+    }
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"tempfail\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"forward\"}"),
+        Some(0.0)
+    );
+    assert!(
+        brakes(&ts).await.is_empty(),
+        "a window of 1 filled by mail never sent"
+    );
+    ts.stop().await;
+
+    let sink = Sink::start().await;
+    sink.set_mode(Mode::PermFailData);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, None)).await;
+    let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+    assert!(e.contains("554"), "{e}");
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"reject\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "mailbrake_messages_total{verdict=\"forward\"}"),
+        Some(0.0)
+    );
+    ts.stop().await;
+}
+
 /// The sender is the envelope sender with its domain lower-cased: three spellings of one
 /// address share one window; another local part is another sender.
 #[tokio::test(flavor = "multi_thread")]
@@ -505,6 +657,53 @@ async fn the_sender_is_normalised_before_counting() {
         send_one(ts.smtp, "other@corp.example", "u@d.example", &m).await,
         Outcome::Forwarded
     );
+    ts.stop().await;
+}
+
+/// Audit issue 4 #6: per-message return addresses (VERP `bounce+N@…`) are one sender: 3 of
+/// 8 pass a window of 3, the brake is listed and reset under `bounce@…` (typed either way).
+/// With `subaddress_delimiters = ""` each address is a sender of its own again.
+#[tokio::test(flavor = "multi_thread")]
+async fn verp_return_addresses_are_one_sender() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&one_window(3));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let msgs: Vec<Out> = (0..8)
+        .map(|i| {
+            let from = format!("bounce+{i}@Lists.Example");
+            let to = format!("reader{i}@r{i}.example");
+            Out {
+                data: text_mail(&from, &to, "news", "This month's news.\r\n"),
+                from,
+                to,
+            }
+        })
+        .collect();
+    let outs = send_all(ts.smtp, 4, msgs).await;
+    assert_eq!(forwarded(&outs), 3, "{outs:?}");
+    let b = brakes(&ts).await;
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["sender"], "bounce@lists.example");
+    let (code, out, err) = cli_at(&ts, &["breaker", "reset", "bounce+99@lists.example"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(brakes(&ts).await.is_empty());
+    ts.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[sender]\nsubaddress_delimiters = \"\"\n",
+        one_window(3)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    for i in 0..4 {
+        let from = format!("bounce+{i}@lists.example");
+        let m = text_mail(&from, "u@d.example", "news", "b\r\n");
+        assert_eq!(
+            send_one(ts.smtp, &from, "u@d.example", &m).await,
+            Outcome::Forwarded
+        );
+    }
     ts.stop().await;
 }
 
@@ -658,7 +857,8 @@ async fn replay_incident_4(ts: &TestServer, n: usize) -> Vec<Outcome> {
 /// over 4 concurrent connections: zero reach the upstream. The first is held for its
 /// content, every later one as known_attachment (not scanned again), and the brake opens
 /// once the sender is in a batch. With on_content_in_batch = false, the same attachment
-/// still stops every message (the brake then opens on the rate).
+/// still stops every message; no brake opens then (the windows count only mail that left,
+/// and none did).
 #[tokio::test(flavor = "multi_thread")]
 async fn incident_4_the_bulk_notice_stops_at_zero() {
     for brake_on_content in [true, false] {
@@ -692,13 +892,12 @@ async fn incident_4_the_bulk_notice_stops_at_zero() {
             assert!(r.contains(&"known_attachment"), "{id}: {r:?}");
         }
         let b = brakes(&ts).await;
-        assert_eq!(b.len(), 1, "{b:?}");
-        let why = if brake_on_content {
-            "known_attachment"
+        if brake_on_content {
+            assert_eq!(b.len(), 1, "{b:?}");
+            assert_eq!(b[0]["reason"], "known_attachment");
         } else {
-            "sender_rate"
-        };
-        assert_eq!(b[0]["reason"], why, "brake on content: {brake_on_content}");
+            assert!(b.is_empty(), "held mail opened a rate brake: {b:?}");
+        }
         ts.stop().await;
     }
 }
@@ -906,6 +1105,94 @@ async fn restart_keeps_the_counts_and_the_brake() {
     ts.stop().await;
 }
 
+/// Audit issue 4 #9: `kill -9` of the real binary, twice. Counts written by the periodic
+/// snapshot (every 2 s) survive the first kill; the brake, flushed when it opens, survives
+/// the second one right after the trip.
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_and_the_brake_survive_kill_9() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pol = policy_dir(&one_window(5));
+    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let toml = format!(
+        "[server]\nlisten = [\"{smtp}\"]\nhostname = \"mailbrake.test\"\ndata_dir = {data:?}\n\
+         policies = {pol:?}\n\n[limits]\nmin_free_space = \"1MiB\"\n\n\
+         [admin]\nlisten = \"{admin}\"\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
+         [upstream]\nurl = \"{url}\"\n",
+        data = data.display().to_string(),
+        pol = pol.path().display().to_string(),
+        url = sink.url(),
+    );
+    let cfg = dir.path().join("mailbrake.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let from = "app@school.example";
+    let mail = |i: usize| {
+        let to = format!("s{i}@home{i}.example");
+        (text_mail(from, &to, "連絡", "明日は休校です。\r\n"), to)
+    };
+    let breakers = || {
+        cli(vec![
+            "breaker".into(),
+            "list".into(),
+            "--json".into(),
+            "--admin".into(),
+            admin.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ])
+    };
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve1.log"));
+    child.wait_ready(smtp).await;
+    for i in 0..3 {
+        let (m, to) = mail(i);
+        assert_eq!(send_one(smtp, from, &to, &m).await, Outcome::Forwarded);
+    }
+    // The next snapshot (every 2 s) and sled's own flush.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    child.kill();
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve2.log"));
+    child.wait_ready(smtp).await;
+    let mut outs = Vec::new();
+    for i in 3..6 {
+        let (m, to) = mail(i);
+        outs.push(send_one(smtp, from, &to, &m).await);
+    }
+    assert_eq!(
+        forwarded(&outs),
+        2,
+        "the 3 counted before the kill were lost: {outs:?} / {}",
+        child.log_tail()
+    );
+    assert!(matches!(outs[2], Outcome::Held(_)), "{outs:?}");
+    child.kill();
+
+    let mut child = ChildGuard::spawn(&cfg, dir.path().join("serve3.log"));
+    child.wait_ready(smtp).await;
+    let (code, out, err) = breakers().await;
+    assert_eq!(code, 0, "{err} / {}", child.log_tail());
+    let b: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(b.len(), 1, "{out}");
+    assert_eq!(
+        (b[0]["sender"].as_str(), b[0]["reason"].as_str()),
+        (Some(from), Some("sender_rate"))
+    );
+    let (m, to) = mail(9);
+    assert!(
+        matches!(send_one(smtp, from, &to, &m).await, Outcome::Held(_)),
+        "forwarded after kill -9 although the brake is open"
+    );
+    assert_eq!(sink.count(), 5);
+    child.kill();
+}
+
 // ---------------------------------------------------------------------------------------
 // 6. Delay.
 
@@ -962,6 +1249,97 @@ async fn delay_releases_on_time_unless_deleted() {
     tokio::time::sleep_until(deadline.into()).await;
     assert_eq!(sink.count(), 1, "a deleted delayed message was sent");
     assert_eq!(entry(&ts, &drop_id).state, State::Deleted);
+    ts.stop().await;
+}
+
+/// Audit issue 4 #5: two delayed messages, then the sender trips its brake. When their
+/// delay is due they are not sent: they become breaker_open holds (no release time), are
+/// counted on the brake, and stay held after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn delayed_mail_of_a_braked_sender_is_held_not_sent() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[delay]\nduration = \"3s\"\nexternal_mail = true\n",
+        one_window(2)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let from = "app@sys.example";
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let to = format!("u{i}@d{i}.example");
+        let Outcome::Held(id) =
+            send_one(ts.smtp, from, &to, &text_mail(from, &to, "s", "b\r\n")).await
+        else {
+            panic!("external mail was forwarded at once");
+        };
+        ids.push(id);
+    }
+    assert!(entry(&ts, &ids[0]).release_after.is_some());
+    assert!(entry(&ts, &ids[1]).release_after.is_some());
+    assert_eq!(reasons(&entry(&ts, &ids[2])), ["sender_rate"]);
+    assert_eq!(brakes(&ts).await.len(), 1);
+    // Due after 3 s; the housekeeping runs every 2 s.
+    assert!(
+        wait_until(Duration::from_secs(15), || ids[..2].iter().all(|id| entry(
+            &ts, id
+        )
+        .release_after
+        .is_none()))
+        .await,
+        "the delayed messages were not turned into holds"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.count(), 0, "delayed mail of a braked sender was sent");
+    for id in &ids[..2] {
+        let e = entry(&ts, id);
+        assert_eq!(e.state, State::Held);
+        assert!(
+            reasons(&e).contains(&"breaker_open"),
+            "{id}: {:?}",
+            e.reasons
+        );
+    }
+    let b = brakes(&ts).await;
+    assert_eq!(b[0]["held_since"], 2, "{b:?}");
+    ts.stop().await;
+
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.count(), 0, "sent after a restart");
+    assert!(entry(&ts, &ids[0]).release_after.is_none());
+    ts.stop().await;
+}
+
+/// Audit issue 4 #9: a delayed message counts when accepted; one that could not be stored
+/// (`451 4.3.5`) was not accepted and is taken back, so the retry fits a window of 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delay_that_cannot_be_stored_is_not_counted() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(&format!(
+        "{}[delay]\nduration = \"1h\"\nexternal_mail = true\n",
+        one_window(1)
+    ));
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let held_dir = ts.data_dir.join("spool").join("held");
+    std::fs::remove_dir_all(&held_dir).unwrap();
+    std::fs::write(&held_dir, b"not a directory\n").unwrap();
+    let from = "app@sys.example";
+    let m = text_mail(from, "u@d.example", "s", "b\r\n");
+    for _ in 0..2 {
+        let e = send(ts.smtp, from, &["u@d.example"], &m).await.unwrap_err();
+        assert!(e.contains("451") && e.contains("4.3.5"), "{e}");
+    }
+    std::fs::remove_file(&held_dir).unwrap();
+    std::fs::create_dir(&held_dir).unwrap();
+    let Outcome::Held(id) = send_one(ts.smtp, from, "u@d.example", &m).await else {
+        panic!("external mail was not delayed");
+    };
+    let e = entry(&ts, &id);
+    assert!(e.release_after.is_some(), "{:?}", e.reasons);
+    assert!(!reasons(&e).contains(&"sender_rate"), "{:?}", e.reasons);
+    assert!(brakes(&ts).await.is_empty());
     ts.stop().await;
 }
 
@@ -1055,7 +1433,8 @@ async fn a_delayed_bcc_message_goes_out_rewritten() {
 
 /// `visible_recipients` with action bcc: incident 2 plus a folded Cc is forwarded with
 /// exactly one `To: undisclosed-recipients:;`, no Cc, the same envelope and every other
-/// byte unchanged.
+/// byte unchanged — also when the fields are written `To :` / `CC\t:` (RFC 5322 obs-syntax:
+/// white space before the colon), folded, with encoded-word display names.
 #[tokio::test(flavor = "multi_thread")]
 async fn bcc_rewrites_to_and_cc_only() {
     let sink = Sink::start().await;
@@ -1064,48 +1443,186 @@ async fn bcc_rewrites_to_and_cc_only() {
     let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
     let orig = incident2_message();
     let at = orig.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
-    let mut m = orig[..at].to_vec();
-    m.extend_from_slice(
-        b"Cc: editor@publisher.example,\r\n\tpartner@agency.example\r\nX-Mailer: news 2.1\r\n",
-    );
-    m.extend_from_slice(&orig[at..]);
+    let named = |i: usize| {
+        format!(
+            "=?UTF-8?B?5bGx55Sw6Iqx5a2QIA==?= {i} <named{i}@family{}.example>",
+            i % 50
+        )
+    };
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("To: / Cc:", {
+            let mut m = orig[..at].to_vec();
+            m.extend_from_slice(
+                b"Cc: editor@publisher.example,\r\n\tpartner@agency.example\r\nX-Mailer: news 2.1\r\n",
+            );
+            m.extend_from_slice(&orig[at..]);
+            m
+        }),
+        ("To : / CC\\t:", {
+            let list = (0..40).map(named).collect::<Vec<_>>().join(",\r\n\t");
+            let mut m = b"From: news@publisher.example\r\nTo : ".to_vec();
+            m.extend_from_slice(address_list(832, 600).as_bytes());
+            m.extend_from_slice(b"\r\nSubject: December newsletter\r\nCC\t: ");
+            m.extend_from_slice(list.as_bytes());
+            m.extend_from_slice(
+                b"\r\nX-Mailer: news 2.1\r\nMessage-ID: <obs@publisher.example>\r\n\r\nDear members,\r\n",
+            );
+            m
+        }),
+        ("CC\\t: alone, encoded words", {
+            let list = (0..40).map(named).collect::<Vec<_>>().join(",\r\n ");
+            let mut m = b"From: news@publisher.example\r\nSubject: s\r\nCC\t: ".to_vec();
+            m.extend_from_slice(list.as_bytes());
+            m.extend_from_slice(b"\r\nTo\t :  =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <one@family1.example>\r\n\r\nHello.\r\n");
+            m
+        }),
+    ];
     let rcpts = [
         "member1@family1.example",
         "member2@family2.example",
         "member3@family3.example",
     ];
-    let reply = send(ts.smtp, "news@publisher.example", &rcpts, &m)
-        .await
-        .unwrap();
-    assert_eq!(reply, "250 2.0.0 Ok: queued as SINK1");
+    for (n, (what, m)) in variants.iter().enumerate() {
+        let reply = send(ts.smtp, "news@publisher.example", &rcpts, m)
+            .await
+            .unwrap();
+        assert_eq!(reply, "250 2.0.0 Ok: queued as SINK1", "{what}");
+        assert_eq!(sink.count(), n + 1, "{what}");
+        let d = &sink.messages()[n];
+        assert_eq!(d.from, "news@publisher.example");
+        assert_eq!(d.rcpts, rcpts);
+        let got = strip_trace(&d.data);
+
+        let (got_fields, got_body) = fields(&got);
+        let (want_fields, want_body) = fields(m);
+        let to: Vec<&Vec<u8>> = got_fields
+            .iter()
+            .filter(|f| field_name(f) == "to")
+            .collect();
+        assert_eq!(to.len(), 1, "{what}: To fields: {}", to.len());
+        assert_eq!(
+            to[0].as_slice(),
+            b"To: undisclosed-recipients:;\r\n",
+            "{what}"
+        );
+        assert!(
+            got_fields.iter().all(|f| field_name(f) != "cc"),
+            "{what}: a Cc is left"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            !text.contains("@family") && !text.contains("agency.example"),
+            "{what}: a visible recipient address went out"
+        );
+        let rest = |fs: &[Vec<u8>]| -> Vec<u8> {
+            fs.iter()
+                .filter(|f| !matches!(field_name(f).as_str(), "to" | "cc"))
+                .flatten()
+                .copied()
+                .collect()
+        };
+        assert_bytes_eq(&rest(&got_fields), &rest(&want_fields));
+        assert_bytes_eq(&got_body, &want_body);
+    }
+    assert!(entries(&ts).is_empty(), "nothing held");
+    ts.stop().await;
+}
+
+/// Incident 2's newsletter (832 addresses in To) whose body also carries two login id /
+/// password pairs (`credentials`, held by the shipped policy).
+fn visible_and_credentials() -> Vec<u8> {
+    message(
+        &[
+            ("From", "news@publisher.example"),
+            ("To", &address_list(832, 600)),
+            ("Subject", "Your accounts"),
+            ("MIME-Version", "1.0"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Transfer-Encoding", "8bit"),
+        ],
+        "受講者各位\r\nログインID: learner01\r\nパスワード: Xy7!kk2q\r\n\r\nID: learner02 PW: Zz9#mm3r\r\n",
+    )
+}
+
+/// The one To field of what the upstream got, and whether any member address is visible.
+fn sent_to_field(d: &sink::Delivered) -> (String, bool) {
+    let got = strip_trace(&d.data);
+    let (f, _) = fields(&got);
+    let to: Vec<String> = f
+        .iter()
+        .filter(|x| matches!(field_name(x).as_str(), "to" | "cc"))
+        .map(|x| String::from_utf8_lossy(x).chars().take(80).collect())
+        .collect();
+    assert_eq!(to.len(), 1, "{to:?}");
+    let visible = String::from_utf8_lossy(&got).contains("@family");
+    (to[0].clone(), visible)
+}
+
+/// Audit issue 4 #2: `visible_recipients` asks for bcc, but the message is held for another
+/// reason (credentials): the spool keeps the original for review, and `quarantine release`
+/// sends it with To undisclosed — never the 832 addresses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_bcc_message_is_released_rewritten() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir("[visible_recipients]\naction = \"bcc\"\n");
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let m = visible_and_credentials();
+    let Outcome::Held(id) = send_one(
+        ts.smtp,
+        "news@publisher.example",
+        "member1@family1.example",
+        &m,
+    )
+    .await
+    else {
+        panic!("credentials were forwarded");
+    };
+    assert_eq!(reasons(&entry(&ts, &id)), ["credentials"]);
+    let raw = ts.app().quarantine.raw(&id).unwrap();
+    assert_bytes_eq(&strip_trace(&raw), &m);
+    let (code, out, err) = cli_at(&ts, &["quarantine", "release", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
     assert_eq!(sink.count(), 1);
     let d = &sink.messages()[0];
-    assert_eq!(d.from, "news@publisher.example");
-    assert_eq!(d.rcpts, rcpts);
-    let got = strip_trace(&d.data);
+    assert_eq!(d.rcpts, ["member1@family1.example"]);
+    let (to, visible) = sent_to_field(d);
+    assert_eq!(to, "To: undisclosed-recipients:;\r\n");
+    assert!(!visible, "the 832 addresses went out visible on release");
+    ts.stop().await;
+}
 
-    let (got_fields, got_body) = fields(&got);
-    let (want_fields, want_body) = fields(&m);
-    let to: Vec<&Vec<u8>> = got_fields
-        .iter()
-        .filter(|f| field_name(f) == "to")
-        .collect();
-    assert_eq!(to.len(), 1, "To fields: {}", to.len());
-    assert_eq!(to[0].as_slice(), b"To: undisclosed-recipients:;\r\n");
-    assert!(
-        got_fields.iter().all(|f| field_name(f) != "cc"),
-        "a Cc is left"
+/// The same when the other reason delays the message (credentials → delay): what goes out
+/// when the delay is due is the rewritten message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bcc_message_delayed_for_another_reason_goes_out_rewritten() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pol = policy_dir(
+        "[visible_recipients]\naction = \"bcc\"\n[credentials]\naction = \"delay\"\n[delay]\nduration = \"2s\"\n",
     );
-    let rest = |fs: &[Vec<u8>]| -> Vec<u8> {
-        fs.iter()
-            .filter(|f| !matches!(field_name(f).as_str(), "to" | "cc"))
-            .flatten()
-            .copied()
-            .collect()
+    let mut ts = TestServer::start(cfg(dir.path(), &sink, Some(pol.path()))).await;
+    let Outcome::Held(id) = send_one(
+        ts.smtp,
+        "news@publisher.example",
+        "member1@family1.example",
+        &visible_and_credentials(),
+    )
+    .await
+    else {
+        panic!("a delayed message was forwarded at once");
     };
-    assert_bytes_eq(&rest(&got_fields), &rest(&want_fields));
-    assert_bytes_eq(&got_body, &want_body);
-    assert!(entries(&ts).is_empty(), "nothing held");
+    assert!(entry(&ts, &id).release_after.is_some());
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1).await,
+        "the delayed message was not sent within 15 s"
+    );
+    let (to, visible) = sent_to_field(&sink.messages()[0]);
+    assert_eq!(to, "To: undisclosed-recipients:;\r\n");
+    assert!(
+        !visible,
+        "the 832 addresses went out visible after the delay"
+    );
     ts.stop().await;
 }
 
@@ -1170,6 +1687,60 @@ async fn hold_notices_are_sent_and_rate_limited() {
         metric(&text, "mailbrake_notices_total{result=\"sent\"}"),
         Some(2.0)
     );
+    ts.stop().await;
+}
+
+/// Audit issue 4 #4: the notice limit is per sender identity. An AUTH user whose mailer
+/// gives every message its own return address (VERP, `bounce+N@…`) gets two notices for
+/// four held messages (limit 2), not one per address.
+#[tokio::test(flavor = "multi_thread")]
+async fn notices_are_limited_per_sender_identity_not_per_return_address() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let (cert, key, pem) = make_cert(&tls);
+    let mut c = config(&dir.path().join("data"), Some(sink.url()));
+    c.tls.cert = Some(cert);
+    c.tls.key = Some(key);
+    c.auth.users = vec![mailbrake::config::AuthUser {
+        name: "mailer".into(),
+        password_hash: mailbrake::smtp::auth::hash_password("s3cret-pass").unwrap(),
+    }];
+    c.notify.enabled = true;
+    c.notify.max_per_sender_per_hour = 2;
+    let mut ts = TestServer::start(c).await;
+    let t = starttls_transport(ts.smtp, &pem, Some(("mailer", "s3cret-pass")));
+    for i in 0..4 {
+        let from = format!("bounce+{i}@lists.example");
+        let r = send_with(
+            &t,
+            &from,
+            &["member1@family1.example"],
+            &incident2_message(),
+        )
+        .await;
+        assert!(matches!(outcome(&r), Outcome::Held(_)), "{r:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || sink.count() >= 2).await,
+        "{} notices",
+        sink.count()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = sink.messages();
+    assert_eq!(
+        d.len(),
+        2,
+        "one allowance per AUTH user, whatever the return address"
+    );
+    assert_eq!(d[0].rcpts, ["bounce+0@lists.example"]);
+    let text = ts.metrics_text().await;
+    assert_eq!(
+        metric(&text, "mailbrake_notices_total{result=\"suppressed\"}"),
+        Some(2.0)
+    );
+    drop(t);
     ts.stop().await;
 }
 

@@ -243,6 +243,41 @@ async fn check_config_exit_codes() {
     assert_eq!(code, 2, "{err}");
 }
 
+/// Audit issue 4 #7: `check-config` refuses `bcc` on any rule but visible_recipients (exit
+/// 2, the key named), and accepts it there.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_refuses_bcc_outside_visible_recipients() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policies");
+    std::fs::create_dir_all(&pol).unwrap();
+    std::fs::copy(
+        policies_dir().join("default.toml"),
+        pol.join("default.toml"),
+    )
+    .unwrap();
+    let check = || {
+        cli(vec![
+            "check-config".into(),
+            "--policies".into(),
+            pol.display().to_string(),
+        ])
+    };
+    std::fs::write(pol.join("local.toml"), "[credentials]\naction = \"bcc\"\n").unwrap();
+    let (code, out, err) = check().await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("credentials.action") && err.contains("only valid for visible_recipients"),
+        "{err}"
+    );
+    std::fs::write(
+        pol.join("local.toml"),
+        "[visible_recipients]\naction = \"bcc\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = check().await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// `policy test` explains the verdict offline, in JSON and for people, whatever the line
 /// endings of the file.
 #[tokio::test(flavor = "multi_thread")]

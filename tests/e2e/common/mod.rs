@@ -14,6 +14,7 @@ use mailbrake::config::Config;
 use mailbrake::server::Server;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -399,4 +400,89 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8]) {
         window(got),
         window(want)
     );
+}
+
+/// The real binary as a child process, killed (SIGKILL) and reaped when dropped, so an
+/// assertion failure never leaves it running.
+pub struct ChildGuard {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ChildGuard {
+    pub fn spawn(config: &Path, log: PathBuf) -> ChildGuard {
+        let stderr = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let child = Command::new(env!("CARGO_BIN_EXE_mailbrake"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env_remove("MAILBRAKE_CONFIG")
+            .env("MAILBRAKE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mailbrake: {e}"));
+        ChildGuard {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(1500);
+        text.get(start..).unwrap_or("").to_string()
+    }
+
+    /// Waits (bounded) until the server greets on `smtp`.
+    pub async fn wait_ready(&mut self, smtp: SocketAddr) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                panic!("mailbrake was already killed");
+            };
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    panic!("mailbrake exited early ({status}): {}", self.log_tail())
+                }
+                Err(e) => panic!("cannot poll mailbrake: {e}"),
+            }
+            if let Ok(Ok(mut s)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(smtp),
+            )
+            .await
+            {
+                let mut buf = [0u8; 256];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await
+                    && buf[..n].starts_with(b"220 ")
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mailbrake did not greet on {smtp} within 20 s: {}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
