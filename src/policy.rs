@@ -180,6 +180,18 @@ impl SenderRules {
             .find(|o| o.matches(sender, &self.subaddress_delimiters))
     }
 
+    /// The windows and surge rule that apply under `ov` (the sender's override, if any).
+    pub fn limits_for<'a>(
+        &'a self,
+        ov: Option<&'a SenderOverride>,
+    ) -> (&'a [WindowRule], &'a SurgeRule) {
+        (
+            ov.and_then(|o| o.windows.as_deref())
+                .unwrap_or(&self.windows),
+            ov.and_then(|o| o.surge.as_ref()).unwrap_or(&self.surge),
+        )
+    }
+
     /// The sender identity of `env` for the batch checks (see [`crate::envelope::sender_key`]).
     pub fn key(&self, env: &crate::envelope::Envelope) -> String {
         self.key_of(env.auth_user.as_deref(), &env.mail_from)

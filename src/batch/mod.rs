@@ -176,19 +176,9 @@ impl Batches {
             };
         }
         let mut findings = Vec::new();
-        let window_rules = ov
-            .and_then(|o| o.windows.as_deref())
-            .unwrap_or(&rules.windows);
-        let surge_rule = ov.and_then(|o| o.surge.as_ref()).unwrap_or(&rules.surge);
+        let (window_rules, surge_rule) = rules.limits_for(ov);
         let rcpts = u32::try_from(env.rcpt_to.len()).unwrap_or(u32::MAX);
-        let mut domains: Vec<u64> = env
-            .rcpt_to
-            .iter()
-            .filter_map(|r| domain_of(r))
-            .map(|d| token(&d))
-            .collect();
-        domains.sort_unstable();
-        domains.dedup();
+        let domains = domain_tokens(env);
         let mut obs = Observation {
             sender: sender.clone(),
             ..Observation::default()
@@ -349,19 +339,9 @@ impl Batches {
         if ov.is_some_and(|o| o.exempt) {
             return;
         }
-        let window_rules = ov
-            .and_then(|o| o.windows.as_deref())
-            .unwrap_or(&rules.windows);
-        let surge_rule = ov.and_then(|o| o.surge.as_ref()).unwrap_or(&rules.surge);
+        let (window_rules, surge_rule) = rules.limits_for(ov);
         let rcpts = u32::try_from(env.rcpt_to.len()).unwrap_or(u32::MAX);
-        let mut domains: Vec<u64> = env
-            .rcpt_to
-            .iter()
-            .filter_map(|r| domain_of(r))
-            .map(|d| token(&d))
-            .collect();
-        domains.sort_unstable();
-        domains.dedup();
+        let domains = domain_tokens(env);
         let widths: Vec<u64> = window_rules.iter().map(|r| r.window.as_secs()).collect();
         let mut shard = self.shard(&sender);
         if !shard.contains_key(&sender) {
@@ -475,6 +455,19 @@ impl Batches {
     pub fn active_senders(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
+}
+
+/// The distinct recipient domains of `env`, as tokens.
+fn domain_tokens(env: &Envelope) -> Vec<u64> {
+    let mut domains: Vec<u64> = env
+        .rcpt_to
+        .iter()
+        .filter_map(|r| domain_of(r))
+        .map(|d| token(&d))
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    domains
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! gzip (`1f 8b`): the member's content becomes a leaf one nesting level deeper.
 //!
-//! There is no gzip decoder of our own: the crate does not depend on flate2 directly (it is
-//! only a dependency of zip and lopdf), so the member's raw deflate stream is wrapped in a
-//! one-entry zip built in memory and read through [`archive::read_entry`], with the same
-//! budget accounting as any zip entry; the zip crate also checks the gzip CRC-32.
+//! The member's raw deflate stream is wrapped in a one-entry zip built in memory and read
+//! through [`archive::read_entry`], so it gets exactly the budget accounting of any zip entry
+//! (inflated bytes, ratio) and the zip crate checks the gzip CRC-32.
 
 use std::io::Cursor;
 

@@ -130,50 +130,43 @@ pub(super) fn leaf(
     if !ctx.time_ok(loc) {
         return;
     }
-    match sniff(bytes) {
+    let kind = sniff(bytes);
+    match kind {
         Kind::Zip => archive::zip(ctx, loc, bytes, depth),
         Kind::Ole => ole::extract(ctx, loc, bytes),
         Kind::Pdf => pdf::extract(ctx, loc, bytes),
         Kind::Gzip => gzip::extract(ctx, loc, bytes, depth),
         Kind::Tar => tar::extract(ctx, loc, bytes, depth),
-        Kind::SevenZip | Kind::Rar => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "7z/rar archives cannot be inspected",
-        ),
-        Kind::Bzip2 => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "bzip2-compressed files cannot be inspected",
-        ),
-        Kind::Xz => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "xz-compressed files cannot be inspected",
-        ),
-        Kind::Zstd => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "zstd-compressed files cannot be inspected",
-        ),
-        Kind::Lzh => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "lzh/lha archives cannot be inspected",
-        ),
-        Kind::Cab => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            "cab archives cannot be inspected",
-        ),
-        Kind::Compressed(format) => ctx.problem(
-            loc,
-            ProblemKind::Unreadable,
-            format!("{format}-compressed files cannot be inspected"),
-        ),
+        Kind::SevenZip
+        | Kind::Rar
+        | Kind::Bzip2
+        | Kind::Xz
+        | Kind::Zstd
+        | Kind::Lzh
+        | Kind::Cab
+        | Kind::Compressed(_) => {
+            ctx.problem(loc, ProblemKind::Unreadable, no_reader(kind));
+        }
         Kind::Image => {}
         Kind::Other => text_leaf(ctx, loc, bytes, charset),
     }
+}
+
+/// Why a format we have no reader for cannot be inspected, naming the format.
+fn no_reader(kind: Kind) -> String {
+    let what = match kind {
+        Kind::SevenZip | Kind::Rar => "7z/rar archives",
+        Kind::Bzip2 => "bzip2-compressed files",
+        Kind::Xz => "xz-compressed files",
+        Kind::Zstd => "zstd-compressed files",
+        Kind::Lzh => "lzh/lha archives",
+        Kind::Cab => "cab archives",
+        Kind::Compressed(format) => {
+            return format!("{format}-compressed files cannot be inspected");
+        }
+        _ => "files of this format",
+    };
+    format!("{what} cannot be inspected")
 }
 
 /// A leaf that is not a known binary format: text (plain, CSV/TSV, HTML, XML, calendar) or
